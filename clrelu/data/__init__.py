@@ -1,0 +1,1 @@
+"""Datasets on disk: the IDX reader, the downloader and the known datasets."""

@@ -1,0 +1,34 @@
+"""The errors clrelu reports to users as one line, and the exit code of each."""
+
+import sys
+
+
+class ClreluError(Exception):
+    """An error whose message is complete and meant for the user, without a stack trace."""
+
+    exit_code = 1
+
+
+class ConfigError(ClreluError):
+    """Bad input: an unknown name, or a value that a config key cannot take."""
+
+    exit_code = 2
+
+
+class DataError(ClreluError):
+    """A dataset file is missing, corrupt, or cannot be downloaded."""
+
+
+class RunError(ClreluError):
+    """A failure while training, such as a loss that became NaN."""
+
+
+def choices_error(key: str, value, valid) -> ConfigError:
+    """The error for a name that is not one of the valid choices of a key."""
+    listed = ", ".join(str(v) for v in valid)
+    return ConfigError(f"{key}={value}: unknown choice; valid choices are {listed}")
+
+
+def report(message: str) -> None:
+    """Print an error for the user: one line on stderr."""
+    print(f"clrelu: error: {message}", file=sys.stderr)
