@@ -1,0 +1,1 @@
+"""Task streams: each module builds one kind of stream as in-memory tensors."""
