@@ -1,0 +1,141 @@
+"""Build the stream, model, optimizer and trainer of a composed config, and run them into a folder."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import random
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from clrelu import checks
+from clrelu.errors import ConfigError
+from clrelu.results import RunRecord
+from clrelu.streams.base import SCENARIOS
+from clrelu.trainer import REGIMES, Trainer, TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+def factory(group: str, node: DictConfig) -> functools.partial:
+    """The `_target_` of a config group with its config values bound, as a partial to call at run time.
+
+    A config key the target does not take is refused by name here, before anything is built.
+    """
+    try:
+        make = instantiate(node, _partial_=True, _convert_="all")
+    except InstantiationException as exc:
+        raise ConfigError(f"{group}._target_={node.get('_target_')}: {str(exc).splitlines()[0]}") from None
+    parameters = inspect.signature(make.func).parameters
+    unknown = [k for k in make.keywords if k not in parameters]
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        known = [k for k in make.keywords if k in parameters]
+        raise ConfigError(f"{group}.{unknown[0]}: not a key of this {group}; its keys are {', '.join(known)}")
+    return make
+
+
+def build(make: functools.partial, group: str, **runtime):
+    """Call a factory with the arguments only known at run time (input size, head layout, ...)."""
+    try:
+        inspect.signature(make.func).bind(*make.args, **make.keywords, **runtime)
+    except TypeError as exc:
+        raise ConfigError(f"{group}: {exc}") from None
+    return make(**runtime)
+
+
+def settings(cfg: DictConfig) -> TrainSettings:
+    """The trainer's settings, each checked."""
+    t = cfg.trainer
+    return TrainSettings(
+        regime=checks.choice("trainer.regime", t.regime, REGIMES),
+        epochs=checks.integer("trainer.epochs", t.epochs, minimum=1),
+        iters=None if t.iters is None else checks.integer("trainer.iters", t.iters, minimum=1),
+        batch_size=checks.integer("trainer.batch_size", t.batch_size, minimum=1),
+        eval_batch_size=checks.integer("trainer.eval_batch_size", t.eval_batch_size, minimum=1),
+    )
+
+
+def optimizer_factory(node: DictConfig) -> functools.partial:
+    """The optimizer to rebuild for every task, tried once on a dummy parameter so that torch's own
+    checks of its values fail before training (this also pays torch's one-time optimizer import here,
+    not in the first task's training time)."""
+    checks.number("optimizer.lr", node.lr, above=0)
+    checks.number("optimizer.weight_decay", node.get("weight_decay", 0.0), minimum=0)
+    if "momentum" in node:
+        checks.number("optimizer.momentum", node.momentum, minimum=0, below=1)
+    make = factory("optimizer", node)
+    try:
+        make([torch.zeros(1, requires_grad=True)])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"optimizer: {exc}") from None
+    return make
+
+
+def choose_device(name: str) -> torch.device:
+    checks.choice("device", name, ("auto", "cpu", "cuda"))
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda: no CUDA device is available here; use device=cpu or device=auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return the generator that orders training batches."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def check_model_fits(model_name: str, model_class, scenario: str, regime: str) -> None:
+    """Refuse, before anything trains, a scenario or regime the model cannot serve."""
+    if scenario not in model_class.scenarios:
+        raise ConfigError(f"model={model_name} cannot serve stream.scenario={scenario}; "
+                          f"it supports {', '.join(model_class.scenarios)}")
+    if regime not in model_class.regimes:
+        raise ConfigError(f"model={model_name} cannot train with trainer.regime={regime}; "
+                          f"it supports {', '.join(model_class.regimes)}")
+
+
+def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> RunRecord:
+    """Run the experiment `cfg` describes, writing its CSV files into `folder`.
+
+    `names` holds the chosen option of each config group (model, stream, optimizer), as Hydra
+    reports them, for the summary.
+    """
+    seed = checks.integer("seed", cfg.seed)
+    threads = checks.integer("threads", cfg.threads, minimum=0)
+    device = choose_device(cfg.device)
+    train_settings = settings(cfg)
+    scenario = checks.choice("stream.scenario", cfg.stream.scenario, SCENARIOS)
+    make_optimizer = optimizer_factory(cfg.optimizer)
+    make_stream, make_model = factory("stream", cfg.stream), factory("model", cfg.model)
+    check_model_fits(names["model"], make_model.func, scenario, train_settings.regime)
+    if threads:
+        torch.set_num_threads(threads)
+
+    generator = seed_everything(seed)
+    stream = build(make_stream, "stream").to(device)
+    model = build(make_model, "model", in_features=stream.in_features, layout=stream.layout).to(device)
+    meta = {"model": names["model"], "stream": names["stream"], "scenario": scenario, "seed": seed,
+            "regime": train_settings.regime, "optimizer": names["optimizer"]}
+    folder.mkdir(parents=True, exist_ok=True)
+    record = RunRecord(folder, stream.n_tasks, meta)
+    log.info("%s on %s (%d tasks, %s scenario, %s regime), %d parameters, writing to %s", names["model"],
+             names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(), folder)
+    trainer = Trainer(model, stream, make_optimizer, train_settings, record, generator)
+    try:
+        return trainer.run()
+    except Exception as exc:
+        record.status = "failed"
+        record.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        record.write()
+        raise

@@ -1,0 +1,1 @@
+"""Models: one file a model, sharing the heads of heads.py and the layers of layers.py."""

@@ -1,0 +1,39 @@
+"""What the trainer needs of every model, and the defaults most models keep."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from clrelu.streams.base import SCENARIOS
+
+
+class ContinualModel(nn.Module):
+    """A model that learns tasks one after another.
+
+    Subclasses set `scenarios` (and `regimes`) to what they can serve, build `self.heads` (or override
+    `knows`), and implement `forward(x, task)`, where `task` is an int for a batch of one task or a
+    tensor of task ids for a mixed batch.
+    """
+
+    scenarios: tuple[str, ...] = SCENARIOS
+    regimes: tuple[str, ...] = ("sequential", "cumulative", "joint")
+
+    def begin_task(self, task_id: int) -> None:
+        """Called before the first training step that sees task `task_id`."""
+        self.heads.add_task(task_id)
+
+    def end_task(self, task_id: int, x_train: torch.Tensor) -> None:
+        """Called after training on task `task_id` ends, with its training inputs."""
+
+    def knows(self, task_id: int) -> bool:
+        """Whether the model can be evaluated on task `task_id` yet (else its accuracy is NaN)."""
+        return self.heads.knows(task_id)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch: cross-entropy of the logits."""
+        return F.cross_entropy(self(x, task), y)
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,49 @@
+"""Output heads for every scenario: one per task (task), one shared (domain), one masked to seen classes (class)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from clrelu.streams.base import HeadLayout
+
+
+class Heads(nn.Module):
+    """The output layer of a model, laid out for its stream's scenario.
+
+    In the class scenario only the units of tasks added with `add_task` are active, in training and in
+    evaluation: the others get a logit of -inf, so they are never predicted and get no gradient.
+    """
+
+    def __init__(self, in_features: int, layout: HeadLayout):
+        super().__init__()
+        self.layout = layout
+        self.layers = nn.ModuleList(nn.Linear(in_features, layout.head_width) for _ in range(layout.n_heads))
+        self.register_buffer("active", torch.zeros(layout.head_width, dtype=torch.bool))
+        self.register_buffer("added", torch.zeros(layout.n_tasks, dtype=torch.bool))
+
+    def add_task(self, task_id: int) -> None:
+        """Make task `task_id` known: in the class scenario, switch its units on."""
+        self.added[task_id] = True
+        if self.layout.scenario == "class":
+            units = self.layout.units_of(task_id)
+            self.active[units.start:units.stop] = True
+
+    def knows(self, task_id: int) -> bool:
+        """Whether the heads can answer for task `task_id` (the class scenario: once it was added)."""
+        return self.layout.scenario != "class" or bool(self.added[task_id])
+
+    def forward(self, features: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+        """Logits for a batch whose samples all belong to task `task`, or to the tasks in tensor `task`."""
+        if self.layout.scenario == "task":
+            if isinstance(task, int):
+                return self.layers[task](features)
+            out = features.new_empty(len(features), self.layout.head_width)
+            for t in task.unique().tolist():
+                rows = task == t
+                out[rows] = self.layers[t](features[rows])
+            return out
+        logits = self.layers[0](features)
+        if self.layout.scenario == "class":
+            logits = logits.masked_fill(~self.active, float("-inf"))
+        return logits

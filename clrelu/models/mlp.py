@@ -1,0 +1,22 @@
+"""The plain baseline: a multilayer perceptron with the heads of the scenario."""
+
+from __future__ import annotations
+
+import torch
+
+from clrelu.models.base import ContinualModel
+from clrelu.models.heads import Heads
+from clrelu.models.layers import make_trunk, out_width
+from clrelu.streams.base import HeadLayout
+
+
+class MLP(ContinualModel):
+    """Hidden layers of widths `hidden` with `activation`, then the scenario's heads."""
+
+    def __init__(self, in_features: int, layout: HeadLayout, hidden=(400, 400), activation: str = "relu"):
+        super().__init__()
+        self.trunk = make_trunk(in_features, hidden, activation)
+        self.heads = Heads(out_width(in_features, hidden), layout)
+
+    def forward(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+        return self.heads(self.trunk(x), task)

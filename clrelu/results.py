@@ -1,0 +1,135 @@
+"""Write a run's CSV files atomically after every task; load many runs into one pandas DataFrame."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from clrelu import metrics
+
+ACCURACY, FORGETTING, EVALS, SUMMARY = "accuracy.csv", "forgetting.csv", "evals.csv", "summary.csv"
+
+
+def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
+    """Write through a temporary file and a rename, so the file on disk is always complete."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.to_csv(partial, index=index)
+    os.replace(partial, path)
+
+
+@dataclass
+class Evaluation:
+    """The result of testing the model on one task's test set."""
+
+    task: int
+    accuracy: float
+    loss: float
+    n_samples: int
+
+
+@dataclass
+class RunRecord:
+    """Everything a run has measured so far, and how to write it to its folder."""
+
+    folder: Path
+    n_tasks: int
+    meta: dict  # model, stream, scenario, seed, ...: the run's identity in summary.csv
+    R: np.ndarray = None
+    b: np.ndarray = None
+    rows: list[int] = field(default_factory=list)  # the after_task indices measured, in order
+    evals: list[dict] = field(default_factory=list)
+    tasks_done: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    n_params: int = 0
+    status: str = "running"
+    error: str = ""
+
+    def __post_init__(self):
+        T = self.n_tasks
+        self.R = np.full((T, T), np.nan) if self.R is None else self.R
+        self.b = np.full(T, np.nan) if self.b is None else self.b
+
+    def add(self, after_task: int, evaluations: list[Evaluation], n_params: int) -> None:
+        """Record an evaluation on every task: at initialisation (`after_task` -1) or after a task."""
+        for e in evaluations:
+            self.evals.append({"after_task": after_task, "eval_task": e.task, "accuracy": e.accuracy,
+                               "loss": e.loss, "n_samples": e.n_samples, "n_params": n_params})
+            if after_task < 0:
+                self.b[e.task] = e.accuracy
+            else:
+                self.R[after_task, e.task] = e.accuracy
+        if after_task >= 0:
+            self.rows.append(after_task)
+        self.n_params = n_params
+
+    def summary(self) -> dict:
+        row = metrics.summary(self.R, self.b)
+        row.update(train_seconds=round(self.train_seconds, 4), eval_seconds=round(self.eval_seconds, 4),
+                   n_params=self.n_params, **self.meta, n_tasks=self.n_tasks, tasks_done=self.tasks_done,
+                   status=self.status, error=self.error)
+        return row
+
+    def write(self) -> None:
+        """Rewrite the four CSV files from what was measured so far."""
+        columns = [str(j) for j in range(self.n_tasks)]
+        index = pd.Index(self.rows, name="after_task")
+        F = metrics.forgetting_matrix(self.R)
+        write_csv(pd.DataFrame(self.R[self.rows], index=index, columns=columns), self.folder / ACCURACY, index=True)
+        write_csv(pd.DataFrame(F[self.rows], index=index, columns=columns), self.folder / FORGETTING, index=True)
+        write_csv(pd.DataFrame(self.evals), self.folder / EVALS)
+        write_csv(pd.DataFrame([self.summary()]), self.folder / SUMMARY)
+
+
+def read_matrix(path: Path) -> pd.DataFrame:
+    """accuracy.csv or forgetting.csv as a DataFrame indexed by after_task, with int task columns."""
+    frame = pd.read_csv(path, index_col="after_task")
+    frame.columns = [int(c) for c in frame.columns]
+    return frame
+
+
+def _scalar(text: str):
+    """An override's value as YAML reads it, kept as text when it is a list or mapping."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if value is None or isinstance(value, (bool, int, float, str)) else text
+
+
+def run_overrides(run: Path) -> dict:
+    """The command-line overrides of a run, from Hydra's `.hydra/overrides.yaml`, as key -> value."""
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    found = {}
+    for item in yaml.safe_load(path.read_text()) or []:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if not key.startswith("hydra."):
+            found[key] = _scalar(value)
+    return found
+
+
+def load(*paths: str | Path) -> pd.DataFrame:
+    """Every run under `paths` (folders holding a summary.csv, searched recursively) as one row each.
+
+    Columns: the summary metrics, the run's identity (model, stream, scenario, seed, ...), its
+    command-line overrides (e.g. `model.k`), and `run_dir`.
+    """
+    rows = []
+    for root in paths:
+        root = Path(root)
+        found = [root / SUMMARY] if (root / SUMMARY).is_file() else sorted(root.rglob(SUMMARY))
+        for summary_path in found:
+            row = pd.read_csv(summary_path, keep_default_na=True).iloc[0].to_dict()
+            for key, value in run_overrides(summary_path.parent).items():
+                row.setdefault(key, value)
+            row["run_dir"] = str(summary_path.parent)
+            rows.append(row)
+    return pd.DataFrame(rows)

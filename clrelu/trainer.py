@@ -1,0 +1,151 @@
+"""The loop over tasks: train each phase of the regime, evaluate every task, record and write."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from clrelu.errors import RunError
+from clrelu.models.base import ContinualModel
+from clrelu.results import Evaluation, RunRecord
+from clrelu.streams.base import Stream
+
+log = logging.getLogger(__name__)
+
+REGIMES = ("sequential", "joint", "cumulative")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of training: the tasks it introduces, the tasks whose data it trains on, its row of R."""
+
+    new_tasks: tuple[int, ...]
+    train_tasks: tuple[int, ...]
+    row: int
+
+
+def phases(regime: str, n_tasks: int) -> list[Phase]:
+    """sequential: task i alone; cumulative: tasks 0..i; joint: all tasks at once (row T-1 of R)."""
+    if regime == "joint":
+        everything = tuple(range(n_tasks))
+        return [Phase(everything, everything, n_tasks - 1)]
+    if regime == "cumulative":
+        return [Phase((i,), tuple(range(i + 1)), i) for i in range(n_tasks)]
+    return [Phase((i,), (i,), i) for i in range(n_tasks)]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    regime: str = "sequential"
+    epochs: int = 1
+    iters: int | None = None  # when set, the number of steps per phase instead of `epochs`
+    batch_size: int = 128
+    eval_batch_size: int = 10000
+
+
+class Trainer:
+    """Trains `model` on `stream` phase after phase, evaluating every task after each."""
+
+    def __init__(self, model: ContinualModel, stream: Stream, make_optimizer: Callable, settings: TrainSettings,
+                 record: RunRecord, generator: torch.Generator):
+        self.model = model
+        self.stream = stream
+        self.make_optimizer = make_optimizer
+        self.settings = settings
+        self.record = record
+        self.generator = generator  # the order of training batches
+
+    def run(self) -> RunRecord:
+        self._evaluate_into_record(after_task=-1)
+        for phase in phases(self.settings.regime, self.stream.n_tasks):
+            for t in phase.new_tasks:
+                self.model.begin_task(t)
+            started = time.perf_counter()
+            self._train(phase)
+            for t in phase.new_tasks:
+                self.model.end_task(t, self.stream.tasks[t].x_train)
+            self.record.train_seconds += time.perf_counter() - started
+            self.record.tasks_done += len(phase.new_tasks)
+            self._evaluate_into_record(after_task=phase.row)
+        self.record.status = "finished"
+        self.record.write()
+        s = self.record.summary()
+        log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s)",
+                 s["avg_accuracy"], s["learning_accuracy"], s["avg_forgetting"], s["bwt"], s["fwt"],
+                 s["train_seconds"], s["eval_seconds"])
+        return self.record
+
+    def _phase_data(self, phase: Phase):
+        tasks = [self.stream.tasks[t] for t in phase.train_tasks]
+        if len(tasks) == 1:
+            return tasks[0].x_train, tasks[0].y_train, tasks[0].id
+        x = torch.cat([t.x_train for t in tasks])
+        y = torch.cat([t.y_train for t in tasks])
+        ids = torch.cat([torch.full((len(t.x_train),), t.id, dtype=torch.long, device=x.device) for t in tasks])
+        return x, y, ids
+
+    def _train(self, phase: Phase) -> None:
+        x, y, task = self._phase_data(phase)
+        n, size = len(x), self.settings.batch_size
+        steps = self.settings.iters or self.settings.epochs * math.ceil(n / size)
+        optimizer = self.make_optimizer([p for p in self.model.parameters() if p.requires_grad])
+        self.model.train()
+        name = f"task {phase.row}" if len(phase.new_tasks) == 1 else "joint"
+        step = 0
+        with tqdm(total=steps, desc=name, disable=None, leave=False, dynamic_ncols=True) as bar:
+            while step < steps:
+                order = torch.randperm(n, generator=self.generator).to(x.device)
+                for start in range(0, n, size):
+                    if step == steps:
+                        break
+                    idx = order[start:start + size]
+                    loss = self.model.loss(x[idx], y[idx], task if isinstance(task, int) else task[idx])
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise RunError(f"{name}, step {step}: the loss became {value}; the CSVs of the finished "
+                                       f"tasks are in {self.record.folder}")
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    bar.update()
+                    if step % 50 == 0:
+                        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+
+    @torch.inference_mode()
+    def evaluate(self) -> list[Evaluation]:
+        """Accuracy and mean loss on every task's test set; NaN for tasks the model cannot answer yet."""
+        self.model.eval()
+        results = []
+        size = self.settings.eval_batch_size
+        for task in self.stream.tasks:
+            n = len(task.x_test)
+            if not self.model.knows(task.id):
+                results.append(Evaluation(task.id, float("nan"), float("nan"), n))
+                continue
+            correct = torch.zeros((), dtype=torch.long)
+            loss = torch.zeros(())
+            for start in range(0, n, size):
+                logits = self.model(task.x_test[start:start + size], task.id)
+                target = task.y_test[start:start + size]
+                loss += F.cross_entropy(logits, target, reduction="sum").cpu()
+                correct += (logits.argmax(1) == target).sum().cpu()
+            results.append(Evaluation(task.id, correct.item() / n, loss.item() / n, n))
+        return results
+
+    def _evaluate_into_record(self, after_task: int) -> None:
+        started = time.perf_counter()
+        evaluations = self.evaluate()
+        self.record.eval_seconds += time.perf_counter() - started
+        self.record.add(after_task, evaluations, self.model.n_params())
+        self.record.write()
+        accuracies = " ".join("  -  " if math.isnan(e.accuracy) else f"{e.accuracy:.3f}" for e in evaluations)
+        label = "initial" if after_task < 0 else f"after task {after_task}"
+        log.info("%-13s accuracy per task: %s", label, accuracies)

@@ -1,0 +1,105 @@
+"""`clrelu run` end to end in a fresh process: the files a run writes, repeatability, and one-line errors."""
+
+import pandas as pd
+import pytest
+
+from conftest import fake_dataset, read_accuracy, run_cli
+
+FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
+
+
+def only_run(tmp_path):
+    runs = list((tmp_path / "outputs" / "runs").iterdir())
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_run_writes_the_four_csvs(tmp_path):
+    done = run_cli("run", *FAST, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run = only_run(tmp_path)
+    assert run.name.endswith("_mlp_synthetic")
+    accuracy = read_accuracy(run)
+    forgetting = pd.read_csv(run / "forgetting.csv", index_col="after_task")
+    evals = pd.read_csv(run / "evals.csv")
+    summary = pd.read_csv(run / "summary.csv")
+    assert accuracy.shape == (5, 5) and list(accuracy.index) == [0, 1, 2, 3, 4]
+    assert list(accuracy.columns) == ["0", "1", "2", "3", "4"]
+    assert forgetting.shape == (5, 5)
+    assert list(evals.columns[:5]) == ["after_task", "eval_task", "accuracy", "loss", "n_samples"]
+    assert len(evals) == 6 * 5 and evals.after_task.min() == -1
+    assert len(summary) == 1
+    row = summary.iloc[0]
+    assert row.avg_accuracy == pytest.approx(accuracy.iloc[-1].mean())
+    assert (row.model, row.stream, row.scenario, row.seed, row.status) == ("mlp", "synthetic", "task", 0, "finished")
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert "ACC" in done.stdout
+
+
+def test_same_seed_same_accuracy_csv(tmp_path):
+    first = run_cli("run", *FAST, "seed=3", "hydra.run.dir=a", cwd=tmp_path)
+    second = run_cli("run", *FAST, "seed=3", "hydra.run.dir=b", cwd=tmp_path)
+    other = run_cli("run", *FAST, "seed=4", "hydra.run.dir=c", cwd=tmp_path)
+    assert first.returncode == second.returncode == other.returncode == 0
+    assert (tmp_path / "a" / "accuracy.csv").read_bytes() == (tmp_path / "b" / "accuracy.csv").read_bytes()
+    assert (tmp_path / "a" / "evals.csv").read_bytes() == (tmp_path / "b" / "evals.csv").read_bytes()
+    assert (tmp_path / "a" / "accuracy.csv").read_bytes() != (tmp_path / "c" / "accuracy.csv").read_bytes()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model=nope"], "model=nope: unknown choice; valid choices are "),
+    (["stream=nope"], "stream=nope: unknown choice; valid choices are "),
+    (["trainer.batch_size=0"], "trainer.batch_size=0: must be at least 1"),
+    (["optimizer.lr=-0.1"], "optimizer.lr=-0.1: must be greater than 0"),
+    (["trainer.regime=online"], "trainer.regime=online: unknown choice; valid choices are sequential, joint, cumulative"),
+    (["stream.scenario=instance"], "stream.scenario=instance: unknown choice; valid choices are task, domain, class"),
+    (["trainer.bogus=1"], "trainer.bogus: unknown config key; valid keys here are regime, epochs"),
+    (["stream=synthetic", "model.activation=swish"], "model.activation=swish: unknown choice; valid choices are relu"),
+    (["stream=synthetic", "model.hidden=[0]"], "model.hidden=[0]: every entry must be an integer of at least 1"),
+    (["stream=synthetic", "+model.width=3"], "model.width: not a key of this model; its keys are hidden, activation"),
+    (["stream=split_mnist", "stream.classes_per_task=3"], "stream.classes_per_task=3: does not divide the 10 classes"),
+    (["stream=permuted_mnist", "stream.n_tasks=100000"], "stream.n_tasks=100000: the permuted copies need"),
+])
+def test_config_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
+    fake_dataset(tmp_path / "data", side=28)
+    done = run_cli("run", *args, cwd=tmp_path, env={"CLRELU_DATA": str(tmp_path / "data")})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"clrelu: error: {message}"), done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "outputs" / "runs").exists() or not any((tmp_path / "outputs" / "runs").iterdir())
+
+
+def test_missing_data_is_one_line_with_exit_code_1(tmp_path):
+    done = run_cli("run", "stream=split_fmnist", f"data.root={tmp_path / 'empty'}", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "FashionMNIST is not in" in done.stderr and "train-images-idx3-ubyte.gz" in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_nan_loss_stops_naming_task_and_step_and_keeps_finished_csvs(tmp_path):
+    # A learning rate at float32's limit sends the weights to inf during task 0; task 1's first loss is NaN.
+    done = run_cli("run", *FAST, "optimizer.lr=3e38", "hydra.run.dir=run", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("clrelu: error: task 1, step 0: the loss became nan")
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv").iloc[0]
+    assert summary.status == "failed" and "loss became nan" in summary.error
+    accuracy = read_accuracy(tmp_path / "run")
+    assert summary.tasks_done == 1 and list(accuracy.index) == [0]  # task 0's complete row, nothing more
+    assert not accuracy.iloc[0].isna().any()
+
+
+def test_run_folder_of_an_earlier_run_is_refused(tmp_path):
+    assert run_cli("run", *FAST, "hydra.run.dir=run", cwd=tmp_path).returncode == 0
+    before = (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text()
+    again = run_cli("run", *FAST, "seed=1", "hydra.run.dir=run", cwd=tmp_path)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    assert (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text() == before
+
+
+def test_help_and_unknown_command(tmp_path):
+    assert "usage: clrelu" in run_cli("--help", cwd=tmp_path).stdout
+    done = run_cli("fly", cwd=tmp_path)
+    assert done.returncode == 2 and "unknown command 'fly'" in done.stderr
+    help_text = run_cli("run", "--help", cwd=tmp_path).stdout
+    assert "model: " in help_text and "stream: " in help_text
