@@ -105,6 +105,12 @@ def check_model_fits(model_name: str, model_class, scenario: str, regime: str) -
                           f"it supports {', '.join(model_class.regimes)}")
 
 
+def shown(folder: Path) -> str:
+    """A folder as users typed it: relative to the working directory when it lies below it."""
+    folder = folder.resolve()
+    return str(folder.relative_to(Path.cwd())) if folder.is_relative_to(Path.cwd()) else str(folder)
+
+
 def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> RunRecord:
     """Run the experiment `cfg` describes, writing its CSV files into `folder`.
 
@@ -130,7 +136,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     folder.mkdir(parents=True, exist_ok=True)
     record = RunRecord(folder, stream.n_tasks, meta)
     log.info("%s on %s (%d tasks, %s scenario, %s regime), %d parameters, writing to %s", names["model"],
-             names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(), folder)
+             names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(), shown(folder))
     trainer = Trainer(model, stream, make_optimizer, train_settings, record, generator)
     try:
         return trainer.run()

@@ -13,7 +13,7 @@ from clrelu.streams.base import HeadLayout
 class MLP(ContinualModel):
     """Hidden layers of widths `hidden` with `activation`, then the scenario's heads."""
 
-    def __init__(self, in_features: int, layout: HeadLayout, hidden=(400, 400), activation: str = "relu"):
+    def __init__(self, in_features: int, layout: HeadLayout, hidden=(400,), activation: str = "relu"):
         super().__init__()
         self.trunk = make_trunk(in_features, hidden, activation)
         self.heads = Heads(out_width(in_features, hidden), layout)

@@ -1,0 +1,76 @@
+"""The trainer's regimes and evaluation, and the scenario heads, on the synthetic stream."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from clrelu.models.heads import Heads
+from clrelu.streams.base import HeadLayout
+from clrelu.trainer import phases
+from conftest import read_accuracy, run_in_process
+
+FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
+
+
+def test_phases_of_each_regime():
+    assert [(p.new_tasks, p.train_tasks, p.row) for p in phases("sequential", 3)] == [
+        ((0,), (0,), 0), ((1,), (1,), 1), ((2,), (2,), 2)]
+    assert [(p.new_tasks, p.train_tasks, p.row) for p in phases("cumulative", 3)] == [
+        ((0,), (0,), 0), ((1,), (0, 1), 1), ((2,), (0, 1, 2), 2)]
+    assert [(p.new_tasks, p.train_tasks, p.row) for p in phases("joint", 3)] == [((0, 1, 2), (0, 1, 2), 2)]
+
+
+def test_joint_run_has_one_row(tmp_path):
+    record = run_in_process(tmp_path, *FAST, "trainer.regime=joint")
+    accuracy = read_accuracy(tmp_path)
+    assert list(accuracy.index) == [4] and accuracy.shape == (1, 5)
+    s = record.summary()
+    assert s["avg_accuracy"] == pytest.approx(accuracy.iloc[0].mean())
+    assert math.isnan(s["bwt"]) and math.isnan(s["learning_accuracy"]) and s["tasks_done"] == 5
+
+
+def test_iters_sets_the_number_of_steps(tmp_path):
+    # 100 samples per task, batch 10: 3 iterations see 30 samples, 1 epoch would take 10 steps.
+    short = run_in_process(tmp_path / "a", *FAST, "trainer.iters=3", "trainer.batch_size=10")
+    long = run_in_process(tmp_path / "b", *FAST, "trainer.iters=30", "trainer.batch_size=10")
+    assert short.summary()["learning_accuracy"] < long.summary()["learning_accuracy"]
+
+
+def test_class_scenario_evaluates_only_seen_classes(tmp_path):
+    run_in_process(tmp_path, *FAST, "stream.scenario=class")
+    accuracy = read_accuracy(tmp_path)
+    evals = pd.read_csv(tmp_path / "evals.csv")
+    # before task j is learned its units are off, so its accuracy is undefined (NaN), not zero
+    for i in range(5):
+        for j in range(5):
+            assert pd.isna(accuracy.loc[i, str(j)]) == (j > i)
+    assert evals[evals.after_task == -1].accuracy.isna().all()
+
+
+def test_cumulative_keeps_old_tasks(tmp_path):
+    # measured: sequential 0.27 (only the last task survives), cumulative 0.95
+    settings = [*FAST, "stream.scenario=class", "trainer.batch_size=16"]
+    sequential = run_in_process(tmp_path / "s", *settings)
+    cumulative = run_in_process(tmp_path / "c", *settings, "trainer.regime=cumulative")
+    assert cumulative.summary()["avg_accuracy"] > sequential.summary()["avg_accuracy"] + 0.5
+
+
+def test_class_heads_mask_unseen_units():
+    heads = Heads(3, HeadLayout("class", n_tasks=3, classes_per_task=2))
+    heads.add_task(0)
+    logits = heads(torch.randn(4, 3), 0)
+    assert torch.isinf(logits[:, 2:]).all() and torch.isfinite(logits[:, :2]).all()
+    assert heads.knows(0) and not heads.knows(1)
+    heads.add_task(1)
+    assert torch.isfinite(heads(torch.randn(4, 3), 0)[:, :4]).all()
+
+
+def test_task_heads_route_a_mixed_batch_like_single_task_batches():
+    heads = Heads(3, HeadLayout("task", n_tasks=3, classes_per_task=2))
+    x = torch.randn(6, 3)
+    tasks = torch.tensor([2, 0, 1, 0, 2, 1])
+    mixed = heads(x, tasks)
+    for i in range(6):
+        torch.testing.assert_close(mixed[i], heads(x[i:i + 1], int(tasks[i]))[0])

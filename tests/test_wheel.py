@@ -1,0 +1,35 @@
+"""The wheel built from this repository installs into a fresh virtual environment and runs there."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sh(*args, cwd=None):
+    done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{args}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return done
+
+
+@pytest.mark.slow
+def test_wheel_runs_in_a_fresh_virtual_environment(tmp_path):
+    sh(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", REPO)
+    wheel = next((tmp_path / "dist").glob("clrelu-*.whl"))
+    venv = tmp_path / "venv"
+    sh(sys.executable, "-m", "venv", venv)
+    pip = venv / "bin" / "pip"
+    sh(pip, "install", "-q", "torch==2.13.0")  # the CPU build first, as the README says
+    sh(pip, "install", "-q", wheel)
+    work = tmp_path / "work"
+    work.mkdir()
+    done = sh(venv / "bin" / "clrelu", "run", "stream=synthetic", "hydra.run.dir=run", cwd=work)
+    assert "ACC" in done.stdout
+    assert pd.read_csv(work / "run" / "summary.csv").status.iloc[0] == "finished"
+    # the configs came from inside the installed package, not from this checkout
+    hydra_yaml = (work / "run" / ".hydra" / "hydra.yaml").read_text()
+    assert str(venv) in hydra_yaml and "clrelu/conf" in hydra_yaml
