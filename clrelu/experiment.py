@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from clrelu import checks
+from clrelu.checkpoint import save_model
 from clrelu.errors import ConfigError
 from clrelu.results import RunRecord
 from clrelu.streams.base import SCENARIOS
@@ -139,9 +140,17 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
              names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(), shown(folder))
     trainer = Trainer(model, stream, make_optimizer, train_settings, record, generator)
     try:
-        return trainer.run()
+        trainer.run()
+        save_model(model, folder / "model.pt")
     except Exception as exc:
         record.status = "failed"
         record.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         record.write()
         raise
+    record.status = "finished"
+    record.write()
+    s = record.summary()
+    log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s)",
+             s["avg_accuracy"], s["learning_accuracy"], s["avg_forgetting"], s["bwt"], s["fwt"],
+             s["train_seconds"], s["eval_seconds"])
+    return record

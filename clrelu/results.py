@@ -13,6 +13,7 @@ import yaml
 from clrelu import metrics
 
 ACCURACY, FORGETTING, EVALS, SUMMARY = "accuracy.csv", "forgetting.csv", "evals.csv", "summary.csv"
+MODEL_STATS = "model_stats.csv"
 
 
 def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
@@ -43,6 +44,7 @@ class RunRecord:
     b: np.ndarray = None
     rows: list[int] = field(default_factory=list)  # the after_task indices measured, in order
     evals: list[dict] = field(default_factory=list)
+    model_stats: list[dict] = field(default_factory=list)  # what the model reports after each task
     tasks_done: int = 0
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
@@ -68,6 +70,10 @@ class RunRecord:
             self.rows.append(after_task)
         self.n_params = n_params
 
+    def add_model_stats(self, after_task: int, stats: dict) -> None:
+        if stats:
+            self.model_stats.append({"after_task": after_task, **stats})
+
     def summary(self) -> dict:
         row = metrics.summary(self.R, self.b)
         row.update(train_seconds=round(self.train_seconds, 4), eval_seconds=round(self.eval_seconds, 4),
@@ -84,6 +90,8 @@ class RunRecord:
         write_csv(pd.DataFrame(F[self.rows], index=index, columns=columns), self.folder / FORGETTING, index=True)
         write_csv(pd.DataFrame(self.evals), self.folder / EVALS)
         write_csv(pd.DataFrame([self.summary()]), self.folder / SUMMARY)
+        if self.model_stats:
+            write_csv(pd.DataFrame(self.model_stats), self.folder / MODEL_STATS)
 
 
 def read_matrix(path: Path) -> pd.DataFrame:

@@ -62,7 +62,8 @@ class Trainer:
         self.record = record
         self.generator = generator  # the order of training batches
 
-    def run(self) -> RunRecord:
+    def run(self) -> None:
+        """Evaluate at initialisation, then train and evaluate phase after phase, writing after each."""
         self._evaluate_into_record(after_task=-1)
         for phase in phases(self.settings.regime, self.stream.n_tasks):
             for t in phase.new_tasks:
@@ -73,14 +74,8 @@ class Trainer:
                 self.model.end_task(t, self.stream.tasks[t].x_train)
             self.record.train_seconds += time.perf_counter() - started
             self.record.tasks_done += len(phase.new_tasks)
+            self.record.add_model_stats(phase.row, self.model.stats())
             self._evaluate_into_record(after_task=phase.row)
-        self.record.status = "finished"
-        self.record.write()
-        s = self.record.summary()
-        log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s)",
-                 s["avg_accuracy"], s["learning_accuracy"], s["avg_forgetting"], s["bwt"], s["fwt"],
-                 s["train_seconds"], s["eval_seconds"])
-        return self.record
 
     def _phase_data(self, phase: Phase):
         tasks = [self.stream.tasks[t] for t in phase.train_tasks]
@@ -114,6 +109,7 @@ class Trainer:
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
+                    self.model.after_step()
                     step += 1
                     bar.update()
                     if step % 50 == 0:

@@ -13,8 +13,9 @@ class ContinualModel(nn.Module):
     """A model that learns tasks one after another.
 
     Subclasses set `scenarios` (and `regimes`) to what they can serve, build `self.heads` (or override
-    `knows`), and implement `forward(x, task)`, where `task` is an int for a batch of one task or a
-    tensor of task ids for a mixed batch.
+    `knows` and `begin_task`), and implement `forward(x, task)`, where `task` is an int for a batch of
+    one task or a tensor of task ids for a mixed batch. A model with a shared feature extractor keeps
+    it as `self.trunk`, built from `self.trunk_spec`, so that runs can save it for `model=transfer`.
     """
 
     scenarios: tuple[str, ...] = SCENARIOS
@@ -27,6 +28,9 @@ class ContinualModel(nn.Module):
     def end_task(self, task_id: int, x_train: torch.Tensor) -> None:
         """Called after training on task `task_id` ends, with its training inputs."""
 
+    def after_step(self) -> None:
+        """Called after every optimizer step."""
+
     def knows(self, task_id: int) -> bool:
         """Whether the model can be evaluated on task `task_id` yet (else its accuracy is NaN)."""
         return self.heads.knows(task_id)
@@ -34,6 +38,10 @@ class ContinualModel(nn.Module):
     def loss(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
         """The training loss of a batch: cross-entropy of the logits."""
         return F.cross_entropy(self(x, task), y)
+
+    def stats(self) -> dict[str, float]:
+        """Numbers worth recording after each task (model_stats.csv), e.g. units allocated."""
+        return {}
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -5,20 +5,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from clrelu.models.layers import make_activation
 from clrelu.streams.base import HeadLayout
 
 
 class Heads(nn.Module):
     """The output layer of a model, laid out for its stream's scenario.
 
-    In the class scenario only the units of tasks added with `add_task` are active, in training and in
-    evaluation: the others get a logit of -inf, so they are never predicted and get no gradient.
+    Each head is a linear layer, or with `tower_hidden` a small tower (linear, activation, linear).
+    In the class scenario only the units of tasks added with `add_task` are active, in training and
+    in evaluation: the others get a logit of -inf, so they are never predicted and get no gradient.
     """
 
-    def __init__(self, in_features: int, layout: HeadLayout):
+    def __init__(self, in_features: int, layout: HeadLayout, tower_hidden: int | None = None,
+                 activation: str = "relu"):
         super().__init__()
         self.layout = layout
-        self.layers = nn.ModuleList(nn.Linear(in_features, layout.head_width) for _ in range(layout.n_heads))
+
+        def head() -> nn.Module:
+            if tower_hidden is None:
+                return nn.Linear(in_features, layout.head_width)
+            return nn.Sequential(nn.Linear(in_features, tower_hidden), make_activation(activation),
+                                 nn.Linear(tower_hidden, layout.head_width))
+
+        self.layers = nn.ModuleList(head() for _ in range(layout.n_heads))
         self.register_buffer("active", torch.zeros(layout.head_width, dtype=torch.bool))
         self.register_buffer("added", torch.zeros(layout.n_tasks, dtype=torch.bool))
 

@@ -1,7 +1,10 @@
-"""Building blocks shared by the models: the activation choice and the MLP trunk."""
+"""Building blocks shared by the models: the activation choice, k-winners-take-all and the MLP trunk."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
+import torch
 from torch import nn
 
 from clrelu import checks
@@ -22,16 +25,67 @@ def make_activation(name: str) -> nn.Module:
     return ACTIVATIONS[checks.choice("model.activation", name, ACTIVATIONS)]()
 
 
-def make_trunk(in_features: int, hidden, activation: str) -> nn.Sequential:
-    """Linear layers of widths `hidden`, each followed by the activation."""
-    layers: list[nn.Module] = []
-    width = in_features
-    for size in checks.int_list("model.hidden", hidden):
-        layers += [nn.Linear(width, size), make_activation(activation)]
-        width = size
-    return nn.Sequential(*layers)
+class KWinners(nn.Module):
+    """k-winners-take-all: per sample, the top `k` fraction of units keep their value, the rest are zero.
+
+    The result is the input times a 0/1 mask, so gradients reach only the winners.
+    """
+
+    def __init__(self, k: float):
+        super().__init__()
+        self.k = k
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        keep = max(1, round(self.k * h.shape[1]))
+        winners = h.topk(keep, dim=1).indices
+        return h * torch.zeros_like(h).scatter_(1, winners, 1.0)
 
 
-def out_width(in_features: int, hidden) -> int:
-    """The number of features a trunk of widths `hidden` hands to the heads."""
-    return list(hidden)[-1] if len(hidden) else in_features
+@dataclass(frozen=True)
+class TrunkSpec:
+    """The architecture of a trunk: enough to rebuild it from a checkpoint."""
+
+    in_features: int
+    hidden: tuple[int, ...]
+    activation: str
+    k: float = 1.0  # fraction of units kept by k-winners-take-all after each activation; 1.0 keeps all
+
+    @classmethod
+    def checked(cls, in_features: int, hidden, activation: str, k: float = 1.0) -> "TrunkSpec":
+        hidden = tuple(checks.int_list("model.hidden", hidden))
+        checks.choice("model.activation", activation, ACTIVATIONS)
+        checks.number("model.k", k, above=0, maximum=1)
+        return cls(in_features, hidden, activation, float(k))
+
+    @property
+    def out_features(self) -> int:
+        return self.hidden[-1] if self.hidden else self.in_features
+
+    def build(self) -> nn.Sequential:
+        """Linear layers of widths `hidden`, each followed by the activation (and k-WTA when k < 1)."""
+        layers: list[nn.Module] = []
+        width = self.in_features
+        for size in self.hidden:
+            layers += [nn.Linear(width, size), make_activation(self.activation)]
+            if self.k < 1:
+                layers.append(KWinners(self.k))
+            width = size
+        return nn.Sequential(*layers)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "hidden": list(self.hidden)}
+
+
+def linear_layers(trunk: nn.Sequential) -> list[nn.Linear]:
+    return [m for m in trunk if isinstance(m, nn.Linear)]
+
+
+def hidden_outputs(trunk: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
+    """The output of every hidden layer of a trunk (after its activation and k-WTA), in order."""
+    outputs = []
+    h = x
+    for i, module in enumerate(trunk):
+        h = module(h)
+        if i + 1 == len(trunk) or isinstance(trunk[i + 1], nn.Linear):
+            outputs.append(h)
+    return outputs

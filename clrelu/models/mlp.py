@@ -6,7 +6,7 @@ import torch
 
 from clrelu.models.base import ContinualModel
 from clrelu.models.heads import Heads
-from clrelu.models.layers import make_trunk, out_width
+from clrelu.models.layers import TrunkSpec
 from clrelu.streams.base import HeadLayout
 
 
@@ -15,8 +15,9 @@ class MLP(ContinualModel):
 
     def __init__(self, in_features: int, layout: HeadLayout, hidden=(400,), activation: str = "relu"):
         super().__init__()
-        self.trunk = make_trunk(in_features, hidden, activation)
-        self.heads = Heads(out_width(in_features, hidden), layout)
+        self.trunk_spec = TrunkSpec.checked(in_features, hidden, activation)
+        self.trunk = self.trunk_spec.build()
+        self.heads = Heads(self.trunk_spec.out_features, layout)
 
     def forward(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
         return self.heads(self.trunk(x), task)

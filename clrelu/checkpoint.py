@@ -1,0 +1,47 @@
+"""A run's model.pt: the whole model's weights, and its trunk with the architecture needed to rebuild it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from clrelu.errors import ConfigError
+from clrelu.models.base import ContinualModel
+from clrelu.models.layers import TrunkSpec
+
+FORMAT = "clrelu-model-v1"
+
+
+def save_torch(payload, path: Path) -> None:
+    """torch.save through a temporary file and a rename."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, partial)
+    os.replace(partial, path)
+
+
+def save_model(model: ContinualModel, path: Path) -> None:
+    """Write the model's weights; models with a trunk also write it with its architecture."""
+    trunk = None
+    if hasattr(model, "trunk_spec"):
+        trunk = {"spec": model.trunk_spec.as_dict(), "state_dict": model.trunk.state_dict()}
+    save_torch({"format": FORMAT, "model": f"{type(model).__module__}.{type(model).__qualname__}",
+                "state_dict": model.state_dict(), "trunk": trunk}, path)
+
+
+def load_trunk(path: str | Path, key: str = "model.backbone_path") -> tuple[TrunkSpec, dict]:
+    """The trunk saved in a run's model.pt, as its architecture and weights."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{key}={path}: no such file (every clrelu run writes one as <run folder>/model.pt)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"{key}={path}: cannot be read as a clrelu model.pt ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(f"{key}={path}: not a clrelu model.pt")
+    if payload["trunk"] is None:
+        raise ConfigError(f"{key}={path}: its model ({payload['model']}) has no single trunk to transfer")
+    spec = payload["trunk"]["spec"]
+    return TrunkSpec(spec["in_features"], tuple(spec["hidden"]), spec["activation"], spec["k"]), payload["trunk"]["state_dict"]
