@@ -26,3 +26,28 @@ def test_class_scenario_forgets_catastrophically(tmp_path):
 def test_joint_training_is_the_upper_bound_of_the_class_scenario(tmp_path):
     # All ten classes at once for one epoch: measured 0.81 to 0.82.
     assert final_accuracy(tmp_path, "stream.scenario=class", "trainer.regime=joint") >= 0.78
+
+
+# Each model of the design on split_fmnist, task scenario, one epoch, seed 0. Seed 0's shuffled class
+# order draws the hardest pairs (Shirt against T-shirt/top among them): measured there, mlp 0.92,
+# sparse 0.92, pnn 0.95, transfer 0.91, multitask 0.92, against 0.96-0.99 for seeds 1 and 2. The
+# thresholds sit about 0.04 below seed 0 so that a real regression, not noise, fails them.
+@pytest.mark.parametrize("model, threshold", [("sparse", 0.88), ("pnn", 0.90), ("transfer", 0.87), ("multitask", 0.88)])
+def test_each_model_learns_split_fmnist(tmp_path, model, threshold):
+    record = run_in_process(tmp_path, f"model={model}", "stream=split_fmnist", "stream.scenario=task")
+    assert record.summary()["avg_accuracy"] >= threshold
+
+
+def test_pnn_forgets_nothing_on_real_data(tmp_path):
+    record = run_in_process(tmp_path, "model=pnn", "stream=split_fmnist", "stream.n_tasks=3")
+    R = record.R
+    assert R[2, 0] == R[1, 0] == R[0, 0] and R[2, 1] == R[1, 1]
+    assert record.summary()["avg_forgetting"] == 0.0
+
+
+def test_multitask_joint_is_the_upper_bound(tmp_path):
+    # The conventional split (consecutive class pairs): measured 0.989 for seeds 0-2. With seed 0's
+    # shuffled order it is 0.955, held down by the Shirt/T-shirt pair at 0.85.
+    record = run_in_process(tmp_path, "model=multitask", "stream=split_fmnist", "trainer.regime=joint",
+                            "stream.class_order=[0,1,2,3,4,5,6,7,8,9]")
+    assert record.summary()["avg_accuracy"] >= 0.95
