@@ -1,10 +1,12 @@
-"""A run's model.pt: the whole model's weights, and its trunk with the architecture needed to rebuild it."""
+"""What a run saves: model.pt (weights, and the trunk with its architecture) and checkpoint.pt (to resume)."""
 
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from clrelu.errors import ConfigError
@@ -12,6 +14,7 @@ from clrelu.models.base import ContinualModel
 from clrelu.models.layers import TrunkSpec
 
 FORMAT = "clrelu-model-v1"
+CHECKPOINT = "checkpoint.pt"  # the state after the last finished task; removed when the run finishes
 
 
 def save_torch(payload, path: Path) -> None:
@@ -45,3 +48,19 @@ def load_trunk(path: str | Path, key: str = "model.backbone_path") -> tuple[Trun
         raise ConfigError(f"{key}={path}: its model ({payload['model']}) has no single trunk to transfer")
     spec = payload["trunk"]["spec"]
     return TrunkSpec(spec["in_features"], tuple(spec["hidden"]), spec["activation"], spec["k"]), payload["trunk"]["state_dict"]
+
+
+def global_rng() -> dict:
+    """The state of the global random generators (torch, numpy, python)."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def restore_global_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def load_checkpoint(folder: Path) -> dict:
+    """The training state a run saved after its last finished task (our own file, so fully unpickled)."""
+    return torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=False)

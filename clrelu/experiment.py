@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from clrelu import checks
-from clrelu.checkpoint import save_model
+from clrelu.checkpoint import CHECKPOINT, load_checkpoint, save_model
 from clrelu.errors import ConfigError
 from clrelu.results import RunRecord
 from clrelu.streams.base import SCENARIOS
@@ -119,6 +119,10 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     reports them, for the summary.
     """
     seed = checks.integer("seed", cfg.seed)
+    resume = checks.boolean("resume", cfg.resume)
+    if resume and not (folder / CHECKPOINT).is_file():
+        raise ConfigError(f"resume=true: {shown(folder)} holds no {CHECKPOINT} to resume from (a run removes it "
+                          "when it finishes); point hydra.run.dir at the folder of an unfinished run")
     threads = checks.integer("threads", cfg.threads, minimum=0)
     device = choose_device(cfg.device)
     train_settings = settings(cfg)
@@ -140,7 +144,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
              names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(), shown(folder))
     trainer = Trainer(model, stream, make_optimizer, train_settings, record, generator)
     try:
-        trainer.run()
+        trainer.run(resume_from=load_checkpoint(folder) if resume else None)
         save_model(model, folder / "model.pt")
     except Exception as exc:
         record.status = "failed"
@@ -149,6 +153,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
         raise
     record.status = "finished"
     record.write()
+    (folder / CHECKPOINT).unlink(missing_ok=True)
     s = record.summary()
     log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s)",
              s["avg_accuracy"], s["learning_accuracy"], s["avg_forgetting"], s["bwt"], s["fwt"],

@@ -14,6 +14,7 @@ from clrelu import metrics
 
 ACCURACY, FORGETTING, EVALS, SUMMARY = "accuracy.csv", "forgetting.csv", "evals.csv", "summary.csv"
 MODEL_STATS = "model_stats.csv"
+RUN_CONTROL_KEYS = ("resume", "skip_finished")  # how a run was launched, not what it computes
 
 
 def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
@@ -70,6 +71,16 @@ class RunRecord:
             self.rows.append(after_task)
         self.n_params = n_params
 
+    STATE = ("R", "b", "rows", "evals", "model_stats", "tasks_done", "train_seconds", "eval_seconds", "n_params")
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of the record."""
+        return {name: getattr(self, name) for name in self.STATE}
+
+    def restore(self, state: dict) -> None:
+        for name in self.STATE:
+            setattr(self, name, state[name])
+
     def add_model_stats(self, after_task: int, stats: dict) -> None:
         if stats:
             self.model_stats.append({"after_task": after_task, **stats})
@@ -119,7 +130,7 @@ def run_overrides(run: Path) -> dict:
     for item in yaml.safe_load(path.read_text()) or []:
         key, _, value = str(item).partition("=")
         key = key.lstrip("+~")
-        if not key.startswith("hydra."):
+        if not key.startswith("hydra.") and key not in RUN_CONTROL_KEYS:
             found[key] = _scalar(value)
     return found
 

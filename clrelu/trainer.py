@@ -12,6 +12,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from clrelu.checkpoint import CHECKPOINT, global_rng, restore_global_rng, save_torch
 from clrelu.errors import RunError
 from clrelu.models.base import ContinualModel
 from clrelu.results import Evaluation, RunRecord
@@ -62,10 +63,20 @@ class Trainer:
         self.record = record
         self.generator = generator  # the order of training batches
 
-    def run(self) -> None:
-        """Evaluate at initialisation, then train and evaluate phase after phase, writing after each."""
-        self._evaluate_into_record(after_task=-1)
-        for phase in phases(self.settings.regime, self.stream.n_tasks):
+    def run(self, resume_from: dict | None = None) -> None:
+        """Evaluate at initialisation, then train and evaluate phase after phase, writing after each.
+
+        After every phase the training state goes to `checkpoint.pt`; `resume_from` (such a state)
+        continues a run from its last finished phase, ending exactly as an uninterrupted run would.
+        """
+        all_phases = phases(self.settings.regime, self.stream.n_tasks)
+        if resume_from is None:
+            self._evaluate_into_record(after_task=-1)
+            start = 0
+        else:
+            start = self._restore(resume_from, all_phases)
+        for index in range(start, len(all_phases)):
+            phase = all_phases[index]
             for t in phase.new_tasks:
                 self.model.begin_task(t)
             started = time.perf_counter()
@@ -75,7 +86,24 @@ class Trainer:
             self.record.train_seconds += time.perf_counter() - started
             self.record.tasks_done += len(phase.new_tasks)
             self.record.add_model_stats(phase.row, self.model.stats())
-            self._evaluate_into_record(after_task=phase.row)
+            self._evaluate_into_record(after_task=phase.row, phases_done=index + 1)
+
+    def _restore(self, state: dict, all_phases: list[Phase]) -> int:
+        """Bring model, record and random generators back to a checkpoint; return the next phase."""
+        done = state["phases_done"]
+        for phase in all_phases[:done]:
+            for t in phase.new_tasks:
+                self.model.begin_task(t)  # rebuild what the finished tasks created (heads, columns)
+        self.model.load_state_dict(state["model"])
+        self.record.restore(state["record"])
+        self.generator.set_state(state["rng"]["batches"])
+        restore_global_rng(state["rng"])
+        log.info("resuming after %d of %d tasks", self.record.tasks_done, self.stream.n_tasks)
+        return done
+
+    def _checkpoint(self, phases_done: int) -> dict:
+        return {"phases_done": phases_done, "model": self.model.state_dict(), "record": self.record.state(),
+                "rng": {"batches": self.generator.get_state(), **global_rng()}}
 
     def _phase_data(self, phase: Phase):
         tasks = [self.stream.tasks[t] for t in phase.train_tasks]
@@ -136,11 +164,12 @@ class Trainer:
             results.append(Evaluation(task.id, correct.item() / n, loss.item() / n, n))
         return results
 
-    def _evaluate_into_record(self, after_task: int) -> None:
+    def _evaluate_into_record(self, after_task: int, phases_done: int = 0) -> None:
         started = time.perf_counter()
         evaluations = self.evaluate()
         self.record.eval_seconds += time.perf_counter() - started
         self.record.add(after_task, evaluations, self.model.n_params())
+        save_torch(self._checkpoint(phases_done), self.record.folder / CHECKPOINT)
         self.record.write()
         accuracies = " ".join("  -  " if math.isnan(e.accuracy) else f"{e.accuracy:.3f}" for e in evaluations)
         label = "initial" if after_task < 0 else f"after task {after_task}"

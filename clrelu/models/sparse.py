@@ -46,6 +46,7 @@ class SparsePerceptron(ContinualModel):
             for i, layer in enumerate(self.layers):
                 layer.weight.register_hook(self._mask_rows(i))
                 layer.bias.register_hook(self._mask_rows(i))
+            self.register_load_state_dict_post_hook(self._snapshot_frozen)  # a resumed run freezes the same units
 
     def owner(self, i: int) -> torch.Tensor:
         return getattr(self, f"owner_{i}")
@@ -71,17 +72,22 @@ class SparsePerceptron(ContinualModel):
     def end_task(self, task_id: int, x_train: torch.Tensor) -> None:
         if not self.protect:
             return
-        self._frozen = []
-        for i, (layer, rate) in enumerate(zip(self.layers, self.win_rates(x_train))):
+        for i, rate in enumerate(self.win_rates(x_train)):
             owner = self.owner(i)
             new = (owner < 0) & (rate >= self.protect_threshold)
             owner[new] = task_id
             self._allocated_last[i] = int(new.sum())
-            rows = (owner >= 0).nonzero().squeeze(1)
-            self._frozen.append((rows, layer.weight.detach()[rows].clone(), layer.bias.detach()[rows].clone()))
             if new.any() and not (owner < 0).any():
                 log.warning("sparse: hidden layer %d has no free units left after task %d; later tasks train "
                             "the rest of the network only", i, task_id)
+        self._snapshot_frozen()
+
+    def _snapshot_frozen(self, *_) -> None:
+        """Keep the current weights and biases of the allocated units, to restore after every step."""
+        self._frozen = []
+        for i, layer in enumerate(self.layers):
+            rows = (self.owner(i) >= 0).nonzero().squeeze(1)
+            self._frozen.append((rows, layer.weight.detach()[rows].clone(), layer.bias.detach()[rows].clone()))
 
     @torch.no_grad()
     def after_step(self) -> None:

@@ -37,6 +37,7 @@ class TransferHead(ContinualModel):
         if backbone == "checkpoint":
             self.trunk.load_state_dict(state)
         self.heads = Heads(self.trunk_spec.out_features, layout)
+        self.trunk_frozen = False
         if backbone != "first_task":
             self.freeze_trunk()
 
@@ -60,6 +61,7 @@ class TransferHead(ContinualModel):
 
     def freeze_trunk(self) -> None:
         """Stop the trunk learning, except its last `finetune_last` layers (with their activations)."""
+        self.trunk_frozen = True
         self.trunk.requires_grad_(False)
         if self.finetune_last:
             first = linear_layers(self.trunk)[-self.finetune_last]
@@ -70,6 +72,13 @@ class TransferHead(ContinualModel):
     def end_task(self, task_id: int, x_train: torch.Tensor) -> None:
         if self.backbone == "first_task" and task_id == 0:
             self.freeze_trunk()
+
+    def get_extra_state(self) -> dict:
+        return {"trunk_frozen": self.trunk_frozen}
+
+    def set_extra_state(self, state: dict) -> None:
+        if state["trunk_frozen"]:
+            self.freeze_trunk()  # a resumed run keeps its trunk frozen
 
     def forward(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
         return self.heads(self.trunk(x), task)
