@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -17,7 +18,17 @@ commands:
   run       learn a stream of tasks and write its accuracy and forgetting matrices as CSV
             e.g. clrelu run model=mlp stream=split_mnist; clrelu run -m model=mlp seed=0,1,2
             (clrelu run --help lists the config groups and keys)
+  compare   mean and std over seeds of every group of runs: clrelu compare outputs/sweeps/<sweep>
+  plot      accuracy matrix and curves as PNG: clrelu plot <run or sweep folder> [--out FILE]
 """
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line and exit code 2."""
+
+    def error(self, message: str):
+        report(f"{self.prog}: {message}")
+        raise SystemExit(2)
 
 
 _run_failures: list[Exception] = []  # the error that ended a single (non-sweep) run, reported by _run
@@ -28,6 +39,23 @@ def _remove_if_nothing_ran(folder: Path) -> None:
     """Remove a run folder that holds only what Hydra wrote before the config was refused."""
     if folder.is_dir() and {p.name for p in folder.iterdir()} <= HYDRA_FILES:
         shutil.rmtree(folder)
+
+
+def job_threads(launcher) -> int:
+    """Torch threads for one job, so that the jobs a launcher runs side by side share the cores (0: torch's default).
+
+    joblib runs `n_jobs` jobs at once on this machine (-1 all cores, -2 all but one, ...); submitit gives
+    each job `cpus_per_task` cores (one when unset, as SLURM does).
+    """
+    target = str(launcher.get("_target_", ""))
+    cores = os.cpu_count() or 1
+    if "joblib" in target:
+        n_jobs = launcher.get("n_jobs") or -1
+        side_by_side = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+        return max(1, cores // side_by_side)
+    if "submitit" in target:
+        return launcher.get("cpus_per_task") or 1
+    return 0
 
 
 def _run_task(cfg) -> None:
@@ -43,6 +71,8 @@ def _run_task(cfg) -> None:
 
     hydra_cfg = HydraConfig.get()
     folder = Path(hydra_cfg.runtime.output_dir)
+    if cfg.threads == 0:
+        cfg.threads = job_threads(hydra_cfg.launcher)
     try:
         run_experiment(cfg, folder, dict(hydra_cfg.runtime.choices))
     except Exception as exc:
@@ -101,7 +131,58 @@ def _run(arguments: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": _run}
+def _guarded(command) -> int:
+    """Run a command, turning a clrelu error into one line and its exit code."""
+    from clrelu.errors import ClreluError
+
+    try:
+        command()
+    except ClreluError as exc:
+        report(str(exc))
+        return exc.exit_code
+    return 0
+
+
+def _compare(arguments: list[str]) -> int:
+    from clrelu import compare
+
+    parser = Parser(prog="clrelu compare", description="Mean and standard deviation over seeds of every group "
+                    "of finished runs; writes compare.csv into the first folder.")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep folders")
+    parser.add_argument("--by", help="comma-separated keys to group by (default: every config key that varies)")
+    parser.add_argument("--metrics", default=",".join(compare.METRICS), help="comma-separated summary columns")
+    parser.add_argument("--format", choices=compare.FORMATS, default="table")
+    args = parser.parse_args(arguments)
+
+    def command():
+        metrics = args.metrics.split(",")
+        frame = compare.load_runs(args.paths)
+        table = compare.compare(frame, args.by.split(",") if args.by else None, metrics)
+        sys.stdout.write(compare.render(table, metrics, args.format))
+        for line in compare.unfinished(frame):
+            print(f"left out, not finished: {line}", file=sys.stderr)
+        if Path(args.paths[0]).is_dir():
+            table.to_csv(Path(args.paths[0]) / "compare.csv", index=False)
+
+    return _guarded(command)
+
+
+def _plot(arguments: list[str]) -> int:
+    parser = Parser(prog="clrelu plot", description="A run folder: its accuracy matrix as a heatmap and the "
+                    "accuracy on every task over training. A sweep folder: each group's average-accuracy curve.")
+    parser.add_argument("path", metavar="PATH", help="a run folder or a sweep folder")
+    parser.add_argument("--out", help="the PNG to write (default: PATH/plot.png)")
+    args = parser.parse_args(arguments)
+
+    def command():
+        from clrelu.plot import plot
+
+        print(plot(args.path, args.out))
+
+    return _guarded(command)
+
+
+COMMANDS = {"run": _run, "compare": _compare, "plot": _plot}
 
 
 def main(argv: list[str] | None = None) -> int:

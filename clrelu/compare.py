@@ -1,0 +1,95 @@
+"""`clrelu compare`: mean and standard deviation over seeds of every group of finished runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from clrelu import results
+from clrelu.errors import ConfigError
+
+METRICS = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "train_seconds")
+# summary columns that are outcomes or bookkeeping, not configuration to group by
+NOT_CONFIG = {"avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "train_seconds", "eval_seconds",
+              "n_params", "n_tasks", "tasks_done", "status", "error", "run_dir", "seed", "mean_sparsity", "mean_overlap"}
+FORMATS = ("table", "csv", "markdown")
+
+
+def load_runs(paths: list[str]) -> pd.DataFrame:
+    """Every run under `paths`; a path that does not exist or holds no run is a clear error."""
+    for path in paths:
+        if not Path(path).exists():
+            raise ConfigError(f"{path}: no such file or folder")
+    frame = results.load(*paths)
+    if frame.empty:
+        raise ConfigError(f"no runs under {', '.join(paths)} (a run folder holds a summary.csv)")
+    return frame
+
+
+def varying_keys(frame: pd.DataFrame) -> list[str]:
+    """The config columns whose value is not the same in every run (the seed aside)."""
+    return [c for c in frame.columns
+            if c not in NOT_CONFIG and frame[c].nunique(dropna=False) > 1]
+
+
+def group_runs(frame: pd.DataFrame, by: list[str] | None):
+    """The finished runs grouped by `by` (default: every config key that varies), and the grouping keys."""
+    keys = varying_keys(frame) if by is None else by
+    missing = [k for k in keys if k not in frame.columns]
+    if missing:
+        raise ConfigError(f"--by {missing[0]}: not a column of these runs; try one of {', '.join(varying_keys(frame)) or 'model, stream'}")
+    if not keys:
+        return [("all runs", frame)], keys
+    grouped = frame.groupby([frame[k].astype(str) for k in keys], sort=True, dropna=False)
+    return [(", ".join(f"{k}={v}" for k, v in zip(keys, name if isinstance(name, tuple) else (name,))), group)
+            for name, group in grouped], keys
+
+
+def compare(frame: pd.DataFrame, by: list[str] | None = None, metrics=METRICS) -> pd.DataFrame:
+    """One row per group of finished runs: its keys, the number of seeds, and mean and std of each metric."""
+    unknown = [m for m in metrics if m not in frame.columns]
+    if unknown:
+        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+                   and c not in ("seed", "n_tasks", "tasks_done", "error")]
+        raise ConfigError(f"--metrics {unknown[0]}: not a column of these runs; choose from {', '.join(numeric)}")
+    finished = frame[frame.status == "finished"]
+    if finished.empty:
+        raise ConfigError("none of these runs has finished, so there is nothing to compare")
+    groups, keys = group_runs(finished, by)
+    rows = []
+    for _, group in groups:
+        row = {k: group[k].iloc[0] for k in keys}
+        row["n_runs"] = len(group)
+        row["n_seeds"] = group.seed.nunique()
+        for metric in metrics:
+            row[f"{metric}_mean"] = group[metric].mean()
+            row[f"{metric}_std"] = group[metric].std()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def unfinished(frame: pd.DataFrame) -> list[str]:
+    """One line for every run that did not finish, saying how far it got."""
+    lines = []
+    for row in frame[frame.status != "finished"].itertuples():
+        error = f": {row.error}" if isinstance(row.error, str) and row.error else ""
+        lines.append(f"{row.run_dir}: {row.status} after {row.tasks_done} of {row.n_tasks} tasks{error}")
+    return lines
+
+
+def render(table: pd.DataFrame, metrics, fmt: str) -> str:
+    """The comparison as text: `csv` keeps every number; `table` and `markdown` show mean ± std."""
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    shown = table[[c for c in table.columns if not c.endswith(("_mean", "_std"))]].copy()
+    for metric in metrics:
+        mean, std = table[f"{metric}_mean"], table[f"{metric}_std"]
+        digits = 2 if metric.endswith("seconds") else 4
+        shown[metric] = [f"{m:.{digits}f}" + ("" if pd.isna(s) else f" ± {s:.{digits}f}") for m, s in zip(mean, std)]
+    if fmt == "markdown":
+        head = "| " + " | ".join(shown.columns) + " |"
+        rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
+        body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+        return "\n".join([head, rule, *body]) + "\n"
+    return shown.to_string(index=False) + "\n"
