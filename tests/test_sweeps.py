@@ -1,0 +1,169 @@
+"""Sweeps: compare, plot, the joblib and submitit launchers, kill and resume, and relaunching a sweep."""
+
+import io
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from clrelu.cli import job_threads
+from conftest import read_accuracy, run_cli
+
+FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """2 models x 2 seeds on the synthetic stream."""
+    root = tmp_path_factory.mktemp("sweep")
+    done = run_cli("run", "-m", *FAST, "model=mlp,sparse", "seed=0,1", "hydra.sweep.dir=sweep", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root / "sweep"
+
+
+def test_sweep_folders_say_what_each_run_is(sweep):
+    assert (sweep / "multirun.yaml").is_file()
+    names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert len(names) == 4
+    assert "model.hidden=[32],model=sparse,seed=1,stream.test_per_class=20,stream.train_per_class=50,stream=synthetic" in names
+
+
+def test_compare_equals_a_pandas_groupby_of_the_summaries(sweep):
+    done = run_cli("compare", str(sweep), "--format", "csv", cwd=sweep)
+    assert done.returncode == 0, done.stderr
+    shown = pd.read_csv(io.StringIO(done.stdout)).set_index("model")
+    summaries = pd.concat([pd.read_csv(p) for p in sweep.rglob("summary.csv")])
+    expected = summaries.groupby("model")
+    for metric in ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "train_seconds"):
+        pd.testing.assert_series_equal(shown[f"{metric}_mean"], expected[metric].mean(), check_names=False)
+        pd.testing.assert_series_equal(shown[f"{metric}_std"], expected[metric].std(), check_names=False)
+    assert (shown.n_seeds == 2).all()
+    assert list(shown.index) == ["mlp", "sparse"]  # seed is not a grouping key; model is the only one that varies
+    assert pd.read_csv(sweep / "compare.csv").equals(pd.read_csv(io.StringIO(done.stdout)))
+    table = run_cli("compare", str(sweep), cwd=sweep).stdout
+    assert "±" in table and "sparse" in table
+
+
+def test_compare_reports_and_leaves_out_unfinished_runs(sweep, tmp_path):
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "clrelu.cli", "run", *FAST, "model=sparse", "trainer.epochs=300",
+                                "trainer.batch_size=10", f"hydra.run.dir={killed}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if line.startswith("after task 0 "):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    done = run_cli("compare", str(sweep), str(killed), "--format", "csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"left out, not finished: {killed}: running after " in done.stderr
+    shown = pd.read_csv(io.StringIO(done.stdout)).set_index("model")
+    assert shown.loc["sparse", "n_runs"] == 2  # the killed sparse run is not in the mean
+
+
+def test_compare_errors_are_one_line(sweep, tmp_path):
+    for args, message in ((["nowhere"], "nowhere: no such file or folder"),
+                          ([str(tmp_path)], "no runs under"),
+                          ([str(sweep), "--by", "colour"], "--by colour: not a column of these runs"),
+                          ([str(sweep), "--format", "xml"], "argument --format: invalid choice")):
+        done = run_cli("compare", *args, cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_plot_of_a_run_and_of_a_sweep(sweep, tmp_path):
+    import matplotlib.image
+
+    from clrelu.plot import run_figure, sweep_figure
+
+    run = next(p for p in sweep.iterdir() if p.is_dir())
+    done = run_cli("plot", str(run), "--out", str(tmp_path / "run.png"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    image = matplotlib.image.imread(tmp_path / "run.png")
+    assert image.ndim == 3 and image.shape[2] in (3, 4) and image.shape[0] > 300 and image.shape[1] > 600
+    assert len(run_figure(run).axes) == 3  # heatmap, its colour bar, the curves
+    done = run_cli("plot", str(sweep), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    image = matplotlib.image.imread(sweep / "plot.png")
+    assert image.shape[0] > 300 and image.shape[1] > 600
+    figure = sweep_figure(sweep)
+    assert len(figure.axes) == 1 and len(figure.axes[0].get_lines()) == 2  # one curve per model
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launchers_complete_a_two_run_sweep(tmp_path, launcher):
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    done = run_cli("run", "-m", *FAST, "seed=0,1", f"hydra/launcher={launcher}", *extra, "hydra.sweep.dir=sweep",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summaries = [pd.read_csv(p).iloc[0] for p in (tmp_path / "sweep").rglob("summary.csv")]
+    assert sorted(s.seed for s in summaries) == [0, 1] and all(s.status == "finished" for s in summaries)
+
+
+def test_job_threads_share_the_cores():
+    cores = __import__("os").cpu_count()
+    joblib = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"})
+    assert job_threads(OmegaConf.merge(joblib, {"n_jobs": 2})) == max(1, cores // 2)
+    assert job_threads(OmegaConf.merge(joblib, {"n_jobs": -1})) == 1
+    submitit = OmegaConf.create({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"})
+    assert job_threads(OmegaConf.merge(submitit, {"cpus_per_task": None})) == 1
+    assert job_threads(OmegaConf.merge(submitit, {"cpus_per_task": 4})) == 4
+    assert job_threads(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"})) == 0
+
+
+SLOW_3 = [*FAST, "model=sparse", "stream.n_tasks=3", "trainer.epochs=150", "trainer.batch_size=10"]
+
+
+def start_and_kill_after(folder: Path, task: int, *args):
+    # quoted: a sweep's run folder has = and , in its name, which Hydra's override grammar reads otherwise
+    process = subprocess.Popen([sys.executable, "-m", "clrelu.cli", "run", *args, f"hydra.run.dir='{folder}'"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if line.startswith(f"after task {task} "):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=120)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+def test_a_killed_run_resumes_to_the_same_csvs(tmp_path):
+    whole = run_cli("run", *SLOW_3, "hydra.run.dir=whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    start_and_kill_after(tmp_path / "cut", 1, *SLOW_3)
+    assert read_accuracy(tmp_path / "cut").index.max() < 2
+    refused = run_cli("run", *SLOW_3, "hydra.run.dir=cut", cwd=tmp_path)
+    assert refused.returncode == 2 and "already holds a run; add resume=true" in refused.stderr
+    other = run_cli("run", *SLOW_3, "seed=5", "hydra.run.dir=cut", "resume=true", cwd=tmp_path)
+    assert other.returncode == 2 and "resume=true: seed was 0 in that run and is 5 now" in other.stderr
+    resumed = run_cli("run", *SLOW_3, "hydra.run.dir=cut", "resume=true", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after" in resumed.stdout
+    for name in ("accuracy.csv", "forgetting.csv", "evals.csv", "model_stats.csv"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()
+    again = run_cli("run", *SLOW_3, "hydra.run.dir=cut", "resume=true", cwd=tmp_path)
+    assert again.returncode == 2 and "has finished; there is nothing to resume" in again.stderr
+
+
+def test_a_relaunched_sweep_skips_finished_runs_and_resumes_the_others(tmp_path):
+    args = [*SLOW_3, "seed=0,1", "hydra.sweep.dir=sweep"]
+    first = run_cli("run", "-m", *args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    folders = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    finished, cut = folders
+    overrides = OmegaConf.load(cut / ".hydra" / "overrides.yaml")
+    (cut / "summary.csv").unlink()
+    start_and_kill_after(cut, 0, *overrides)  # the seed=1 run again, killed after its first task
+    kept = {p.name: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()}
+
+    refused = run_cli("run", "-m", *args, cwd=tmp_path)
+    assert refused.returncode == 2 and "already holds a run; add skip_finished=true" in refused.stderr
+    relaunched = run_cli("run", "-m", *args, "skip_finished=true", cwd=tmp_path)
+    assert relaunched.returncode == 0, relaunched.stderr
+    assert "skipping 1 finished run(s) of 2" in relaunched.stdout + relaunched.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()} == kept  # not touched
+    assert pd.read_csv(cut / "summary.csv").status.iloc[0] == "finished"
+    assert "resuming after" in (cut / "run.log").read_text()
