@@ -33,7 +33,9 @@ def factory(group: str, node: DictConfig) -> functools.partial:
     try:
         make = instantiate(node, _partial_=True, _convert_="all")
     except InstantiationException as exc:
-        raise ConfigError(f"{group}._target_={node.get('_target_')}: {str(exc).splitlines()[0]}") from None
+        cause = exc.__cause__.__cause__ or exc.__cause__ if exc.__cause__ else exc
+        raise ConfigError(f"{group}._target_={node.get('_target_')}: cannot be imported "
+                          f"({type(cause).__name__}: {str(cause).splitlines()[0]})") from None
     parameters = inspect.signature(make.func).parameters
     unknown = [k for k in make.keywords if k not in parameters]
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
@@ -96,14 +98,18 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def check_model_fits(model_name: str, model_class, scenario: str, regime: str) -> None:
-    """Refuse, before anything trains, a scenario or regime the model cannot serve."""
+def check_model_fits(names: Mapping[str, str], model_class, scenario: str, regime: str) -> None:
+    """Refuse, before anything trains, a scenario, regime or strategy the model cannot serve."""
+    model = names["model"]
     if scenario not in model_class.scenarios:
-        raise ConfigError(f"model={model_name} cannot serve stream.scenario={scenario}; "
+        raise ConfigError(f"model={model} cannot serve stream.scenario={scenario}; "
                           f"it supports {', '.join(model_class.scenarios)}")
     if regime not in model_class.regimes:
-        raise ConfigError(f"model={model_name} cannot train with trainer.regime={regime}; "
+        raise ConfigError(f"model={model} cannot train with trainer.regime={regime}; "
                           f"it supports {', '.join(model_class.regimes)}")
+    if model_class.strategies is not None and names["strategy"] not in model_class.strategies:
+        raise ConfigError(f"model={model} cannot use strategy={names['strategy']}: {model_class.strategies_reason}; "
+                          f"it supports {', '.join(model_class.strategies)}")
 
 
 def shown(folder: Path) -> str:
@@ -129,20 +135,23 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     scenario = checks.choice("stream.scenario", cfg.stream.scenario, SCENARIOS)
     make_optimizer = optimizer_factory(cfg.optimizer)
     make_stream, make_model = factory("stream", cfg.stream), factory("model", cfg.model)
-    check_model_fits(names["model"], make_model.func, scenario, train_settings.regime)
+    make_strategy = factory("strategy", cfg.strategy)
+    check_model_fits(names, make_model.func, scenario, train_settings.regime)
     if threads:
         torch.set_num_threads(threads)
 
     generator = seed_everything(seed)
     stream = build(make_stream, "stream").to(device)
     model = build(make_model, "model", in_features=stream.in_features, layout=stream.layout).to(device)
+    strategy = build(make_strategy, "strategy", layout=stream.layout)
     meta = {"model": names["model"], "stream": names["stream"], "scenario": scenario, "seed": seed,
-            "regime": train_settings.regime, "optimizer": names["optimizer"]}
+            "regime": train_settings.regime, "optimizer": names["optimizer"], "strategy": names["strategy"]}
     folder.mkdir(parents=True, exist_ok=True)
     record = RunRecord(folder, stream.n_tasks, meta)
-    log.info("%s on %s (%d tasks, %s scenario, %s regime), %d parameters, writing to %s", names["model"],
-             names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(), shown(folder))
-    trainer = Trainer(model, stream, make_optimizer, train_settings, record, generator)
+    log.info("%s with %s on %s (%d tasks, %s scenario, %s regime), %d parameters, writing to %s", names["model"],
+             names["strategy"], names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(),
+             shown(folder))
+    trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator)
     try:
         trainer.run(resume_from=load_checkpoint(folder) if resume else None)
         save_model(model, folder / "model.pt")

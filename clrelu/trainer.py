@@ -16,6 +16,7 @@ from clrelu.checkpoint import CHECKPOINT, global_rng, restore_global_rng, save_t
 from clrelu.errors import RunError
 from clrelu.models.base import ContinualModel
 from clrelu.results import Evaluation, RunRecord
+from clrelu.strategies.base import Strategy
 from clrelu.streams.base import Stream
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,10 @@ class TrainSettings:
 class Trainer:
     """Trains `model` on `stream` phase after phase, evaluating every task after each."""
 
-    def __init__(self, model: ContinualModel, stream: Stream, make_optimizer: Callable, settings: TrainSettings,
-                 record: RunRecord, generator: torch.Generator):
+    def __init__(self, model: ContinualModel, strategy: Strategy, stream: Stream, make_optimizer: Callable,
+                 settings: TrainSettings, record: RunRecord, generator: torch.Generator):
         self.model = model
+        self.strategy = strategy
         self.stream = stream
         self.make_optimizer = make_optimizer
         self.settings = settings
@@ -77,12 +79,15 @@ class Trainer:
             start = self._restore(resume_from, all_phases)
         for index in range(start, len(all_phases)):
             phase = all_phases[index]
+            started = time.perf_counter()
             for t in phase.new_tasks:
                 self.model.begin_task(t)
-            started = time.perf_counter()
+                self.strategy.before_task(self.model, t)
             self._train(phase)
             for t in phase.new_tasks:
-                self.model.end_task(t, self.stream.tasks[t].x_train)
+                task = self.stream.tasks[t]
+                self.model.end_task(t, task.x_train)
+                self.strategy.after_task(self.model, t, task.x_train, task.y_train)
             self.record.train_seconds += time.perf_counter() - started
             self.record.tasks_done += len(phase.new_tasks)
             self.record.add_model_stats(phase.row, self.model.stats())
@@ -95,6 +100,7 @@ class Trainer:
             for t in phase.new_tasks:
                 self.model.begin_task(t)  # rebuild what the finished tasks created (heads, columns)
         self.model.load_state_dict(state["model"])
+        self.strategy.load_state_dict(state["strategy"])
         self.record.restore(state["record"])
         self.generator.set_state(state["rng"]["batches"])
         restore_global_rng(state["rng"])
@@ -102,7 +108,8 @@ class Trainer:
         return done
 
     def _checkpoint(self, phases_done: int) -> dict:
-        return {"phases_done": phases_done, "model": self.model.state_dict(), "record": self.record.state(),
+        return {"phases_done": phases_done, "model": self.model.state_dict(), "strategy": self.strategy.state_dict(),
+                "record": self.record.state(),
                 "rng": {"batches": self.generator.get_state(), **global_rng()}}
 
     def _phase_data(self, phase: Phase):
@@ -129,15 +136,21 @@ class Trainer:
                     if step == steps:
                         break
                     idx = order[start:start + size]
-                    loss = self.model.loss(x[idx], y[idx], task if isinstance(task, int) else task[idx])
+                    xb, yb, tb = self.strategy.batch(x[idx], y[idx], task if isinstance(task, int) else task[idx])
+                    loss = self.model.loss(xb, yb, tb)
+                    penalty = self.strategy.penalty(self.model, xb, tb)
+                    if penalty is not None:
+                        loss = loss + penalty
                     value = loss.item()
                     if not math.isfinite(value):
-                        raise RunError(f"{name}, step {step}: the loss became {value}; the CSVs of the finished "
+                        raise RunError(f"{name}, step {step}: the loss became {value} (a smaller optimizer.lr or a "
+                                       f"weaker strategy penalty usually avoids this); the CSVs of the finished "
                                        f"tasks are in {self.record.folder}")
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
                     self.model.after_step()
+                    self.strategy.after_step(self.model)
                     step += 1
                     bar.update()
                     if step % 50 == 0:

@@ -20,6 +20,8 @@ class ContinualModel(nn.Module):
 
     scenarios: tuple[str, ...] = SCENARIOS
     regimes: tuple[str, ...] = ("sequential", "cumulative", "joint")
+    strategies: tuple[str, ...] | None = None  # the strategy configs it can train with; None: any
+    strategies_reason = ""  # why it refuses the others
 
     def begin_task(self, task_id: int) -> None:
         """Called before the first training step that sees task `task_id`."""

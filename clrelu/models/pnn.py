@@ -55,6 +55,8 @@ class ProgressiveNet(ContinualModel):
 
     scenarios = ("task",)
     regimes = ("sequential",)
+    strategies = ("naive",)
+    strategies_reason = "its earlier columns are frozen, so there is nothing left to protect"
 
     def __init__(self, in_features: int, layout: HeadLayout, hidden=(400,), activation: str = "relu",
                  column_width: int | None = None, lateral: bool = True):
