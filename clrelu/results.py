@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +16,27 @@ from clrelu import metrics
 
 ACCURACY, FORGETTING, EVALS, SUMMARY = "accuracy.csv", "forgetting.csv", "evals.csv", "summary.csv"
 MODEL_STATS = "model_stats.csv"
+EVAL_COLUMNS = ("after_task", "eval_task", "accuracy", "loss", "n_samples", "n_params")
 RUN_CONTROL_KEYS = ("resume", "skip_finished")  # how a run was launched, not what it computes
 
 
-def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> None:
-    """Write through a temporary file and a rename, so the file on disk is always complete."""
+def _cell(value) -> str:
+    """A value as pandas writes it: floats in full (repr), NaN and None as an empty field."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(float(value)) if isinstance(value, (float, np.floating)) else str(value)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    """Write a CSV file through a temporary file and a rename, so the file on disk is always complete.
+
+    (The csv module rather than pandas: this runs after every task and must cost next to nothing.)
+    """
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(partial, index=index)
+    with open(partial, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(header)
+        out.writerows([_cell(v) for v in row] for row in rows)
     os.replace(partial, path)
 
 
@@ -61,8 +77,7 @@ class RunRecord:
     def add(self, after_task: int, evaluations: list[Evaluation], n_params: int) -> None:
         """Record an evaluation on every task: at initialisation (`after_task` -1) or after a task."""
         for e in evaluations:
-            self.evals.append({"after_task": after_task, "eval_task": e.task, "accuracy": e.accuracy,
-                               "loss": e.loss, "n_samples": e.n_samples, "n_params": n_params})
+            self.evals.append(dict(zip(EVAL_COLUMNS, (after_task, e.task, e.accuracy, e.loss, e.n_samples, n_params))))
             if after_task < 0:
                 self.b[e.task] = e.accuracy
             else:
@@ -93,16 +108,17 @@ class RunRecord:
         return row
 
     def write(self) -> None:
-        """Rewrite the four CSV files from what was measured so far."""
-        columns = [str(j) for j in range(self.n_tasks)]
-        index = pd.Index(self.rows, name="after_task")
+        """Rewrite the four CSV files (and model_stats.csv) from what was measured so far."""
+        header = ["after_task", *(str(j) for j in range(self.n_tasks))]
         F = metrics.forgetting_matrix(self.R)
-        write_csv(pd.DataFrame(self.R[self.rows], index=index, columns=columns), self.folder / ACCURACY, index=True)
-        write_csv(pd.DataFrame(F[self.rows], index=index, columns=columns), self.folder / FORGETTING, index=True)
-        write_csv(pd.DataFrame(self.evals), self.folder / EVALS)
-        write_csv(pd.DataFrame([self.summary()]), self.folder / SUMMARY)
+        write_csv(self.folder / ACCURACY, header, [[i, *self.R[i]] for i in self.rows])
+        write_csv(self.folder / FORGETTING, header, [[i, *F[i]] for i in self.rows])
+        write_csv(self.folder / EVALS, list(EVAL_COLUMNS), [[e[k] for k in EVAL_COLUMNS] for e in self.evals])
+        summary = self.summary()
+        write_csv(self.folder / SUMMARY, list(summary), [list(summary.values())])
         if self.model_stats:
-            write_csv(pd.DataFrame(self.model_stats), self.folder / MODEL_STATS)
+            keys = list(self.model_stats[0])
+            write_csv(self.folder / MODEL_STATS, keys, [[row[k] for k in keys] for row in self.model_stats])
 
 
 def read_matrix(path: Path) -> pd.DataFrame:
