@@ -27,10 +27,22 @@ def load_runs(paths: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _same_partition(a: pd.Series, b: pd.Series) -> bool:
+    """Whether two columns split the runs the same way (each value of one always goes with one value of the other)."""
+    pairs = pd.DataFrame({"a": a.astype(str), "b": b.astype(str)}).drop_duplicates()
+    return len(pairs) == a.nunique(dropna=False) == b.nunique(dropna=False)
+
+
 def varying_keys(frame: pd.DataFrame) -> list[str]:
-    """The config columns whose value is not the same in every run (the seed aside)."""
-    return [c for c in frame.columns
-            if c not in NOT_CONFIG and frame[c].nunique(dropna=False) > 1]
+    """The config columns whose value is not the same in every run (the seed aside), leaving out a column
+    that only repeats one already kept (`stream.scenario` beside `scenario`)."""
+    keys: list[str] = []
+    for column in frame.columns:
+        if column in NOT_CONFIG or frame[column].nunique(dropna=False) < 2:
+            continue
+        if not any(_same_partition(frame[k], frame[column]) for k in keys):
+            keys.append(column)
+    return keys
 
 
 def group_runs(frame: pd.DataFrame, by: list[str] | None):
