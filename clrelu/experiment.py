@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from clrelu import checks
 from clrelu.checkpoint import CHECKPOINT, load_checkpoint, save_model
+from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import ConfigError
 from clrelu.results import RunRecord
 from clrelu.streams.base import SCENARIOS
@@ -112,6 +113,13 @@ def check_model_fits(names: Mapping[str, str], model_class, scenario: str, regim
                           f"it supports {', '.join(model_class.strategies)}")
 
 
+def diagnostics_monitor(node: DictConfig, model) -> ActivationMonitor | None:
+    """The activation monitor the `diagnostics` config asks for, or None when it is off."""
+    if not checks.boolean("diagnostics.enabled", node.enabled):
+        return None
+    return ActivationMonitor(model, node.activity_threshold, node.unit_threshold)
+
+
 def shown(folder: Path) -> str:
     """A folder as users typed it: relative to the working directory when it lies below it."""
     folder = folder.resolve()
@@ -146,12 +154,13 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     strategy = build(make_strategy, "strategy", layout=stream.layout)
     meta = {"model": names["model"], "stream": names["stream"], "scenario": scenario, "seed": seed,
             "regime": train_settings.regime, "optimizer": names["optimizer"], "strategy": names["strategy"]}
+    monitor = diagnostics_monitor(cfg.diagnostics, model)
     folder.mkdir(parents=True, exist_ok=True)
-    record = RunRecord(folder, stream.n_tasks, meta)
+    record = RunRecord(folder, stream.n_tasks, meta, diagnostics=monitor is not None)
     log.info("%s with %s on %s (%d tasks, %s scenario, %s regime), %d parameters, writing to %s", names["model"],
              names["strategy"], names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(),
              shown(folder))
-    trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator)
+    trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator, monitor)
     try:
         trainer.run(resume_from=load_checkpoint(folder) if resume else None)
         save_model(model, folder / "model.pt")

@@ -15,8 +15,10 @@ import yaml
 from clrelu import metrics
 
 ACCURACY, FORGETTING, EVALS, SUMMARY = "accuracy.csv", "forgetting.csv", "evals.csv", "summary.csv"
-MODEL_STATS = "model_stats.csv"
+MODEL_STATS, ACTIVATIONS, OVERLAP = "model_stats.csv", "activations.csv", "overlap.csv"
 EVAL_COLUMNS = ("after_task", "eval_task", "accuracy", "loss", "n_samples", "n_params")
+ACTIVATION_COLUMNS = ("after_task", "eval_task", "layer", "sparsity", "dead_fraction", "n_units")
+OVERLAP_COLUMNS = ("after_task", "layer", "task_a", "task_b", "jaccard")
 RUN_CONTROL_KEYS = ("resume", "skip_finished")  # how a run was launched, not what it computes
 
 
@@ -62,6 +64,9 @@ class RunRecord:
     rows: list[int] = field(default_factory=list)  # the after_task indices measured, in order
     evals: list[dict] = field(default_factory=list)
     model_stats: list[dict] = field(default_factory=list)  # what the model reports after each task
+    diagnostics: bool = False  # whether activations.csv and overlap.csv are written
+    activations: list[dict] = field(default_factory=list)
+    overlap: list[dict] = field(default_factory=list)
     tasks_done: int = 0
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
@@ -86,7 +91,8 @@ class RunRecord:
             self.rows.append(after_task)
         self.n_params = n_params
 
-    STATE = ("R", "b", "rows", "evals", "model_stats", "tasks_done", "train_seconds", "eval_seconds", "n_params")
+    STATE = ("R", "b", "rows", "evals", "model_stats", "activations", "overlap", "tasks_done", "train_seconds",
+             "eval_seconds", "n_params")
 
     def state(self) -> dict:
         """What a checkpoint keeps of the record."""
@@ -100,8 +106,20 @@ class RunRecord:
         if stats:
             self.model_stats.append({"after_task": after_task, **stats})
 
+    def add_diagnostics(self, after_task: int, activations: list[dict], overlap: list[dict]) -> None:
+        self.activations += [{"after_task": after_task, **row} for row in activations]
+        self.overlap += [{"after_task": after_task, **row} for row in overlap]
+
+    def _latest_mean(self, rows: list[dict], column: str) -> float:
+        """The mean of a diagnostics column over the rows of the latest evaluation after a task."""
+        latest = [r[column] for r in rows if self.rows and r["after_task"] == self.rows[-1]]
+        values = [v for v in latest if not math.isnan(v)]
+        return sum(values) / len(values) if values else float("nan")
+
     def summary(self) -> dict:
         row = metrics.summary(self.R, self.b)
+        row.update(mean_sparsity=self._latest_mean(self.activations, "sparsity"),
+                   mean_overlap=self._latest_mean(self.overlap, "jaccard"))
         row.update(train_seconds=round(self.train_seconds, 4), eval_seconds=round(self.eval_seconds, 4),
                    n_params=self.n_params, **self.meta, n_tasks=self.n_tasks, tasks_done=self.tasks_done,
                    status=self.status, error=self.error)
@@ -116,6 +134,10 @@ class RunRecord:
         write_csv(self.folder / EVALS, list(EVAL_COLUMNS), [[e[k] for k in EVAL_COLUMNS] for e in self.evals])
         summary = self.summary()
         write_csv(self.folder / SUMMARY, list(summary), [list(summary.values())])
+        if self.diagnostics:
+            write_csv(self.folder / ACTIVATIONS, list(ACTIVATION_COLUMNS),
+                      [[r[k] for k in ACTIVATION_COLUMNS] for r in self.activations])
+            write_csv(self.folder / OVERLAP, list(OVERLAP_COLUMNS), [[r[k] for k in OVERLAP_COLUMNS] for r in self.overlap])
         if self.model_stats:
             keys = list(self.model_stats[0])
             write_csv(self.folder / MODEL_STATS, keys, [[row[k] for k in keys] for row in self.model_stats])

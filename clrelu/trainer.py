@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from clrelu.checkpoint import CHECKPOINT, global_rng, restore_global_rng, save_torch
+from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import RunError
 from clrelu.models.base import ContinualModel
 from clrelu.results import Evaluation, RunRecord
@@ -56,8 +57,10 @@ class Trainer:
     """Trains `model` on `stream` phase after phase, evaluating every task after each."""
 
     def __init__(self, model: ContinualModel, strategy: Strategy, stream: Stream, make_optimizer: Callable,
-                 settings: TrainSettings, record: RunRecord, generator: torch.Generator):
+                 settings: TrainSettings, record: RunRecord, generator: torch.Generator,
+                 monitor: ActivationMonitor | None = None):
         self.model = model
+        self.monitor = monitor  # diagnostics gathered during evaluation, or None
         self.strategy = strategy
         self.stream = stream
         self.make_optimizer = make_optimizer
@@ -158,15 +161,22 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(self) -> list[Evaluation]:
-        """Accuracy and mean loss on every task's test set; NaN for tasks the model cannot answer yet."""
+        """Accuracy and mean loss on every task's test set; NaN for tasks the model cannot answer yet.
+
+        With a monitor, the same forward passes feed the diagnostics.
+        """
         self.model.eval()
         results = []
         size = self.settings.eval_batch_size
+        if self.monitor:
+            self.monitor.begin_pass()
         for task in self.stream.tasks:
             n = len(task.x_test)
             if not self.model.knows(task.id):
                 results.append(Evaluation(task.id, float("nan"), float("nan"), n))
                 continue
+            if self.monitor:
+                self.monitor.begin_task(task.id)
             correct = torch.zeros((), dtype=torch.long)
             loss = torch.zeros(())
             for start in range(0, n, size):
@@ -175,6 +185,10 @@ class Trainer:
                 loss += F.cross_entropy(logits, target, reduction="sum").cpu()
                 correct += (logits.argmax(1) == target).sum().cpu()
             results.append(Evaluation(task.id, correct.item() / n, loss.item() / n, n))
+            if self.monitor:
+                self.monitor.end_task(n)
+        if self.monitor:
+            self.monitor.end_pass()
         return results
 
     def _evaluate_into_record(self, after_task: int, phases_done: int = 0) -> None:
@@ -182,6 +196,8 @@ class Trainer:
         evaluations = self.evaluate()
         self.record.eval_seconds += time.perf_counter() - started
         self.record.add(after_task, evaluations, self.model.n_params())
+        if self.monitor:
+            self.record.add_diagnostics(after_task, self.monitor.activations, self.monitor.overlap)
         save_torch(self._checkpoint(phases_done), self.record.folder / CHECKPOINT)
         self.record.write()
         accuracies = " ".join("  -  " if math.isnan(e.accuracy) else f"{e.accuracy:.3f}" for e in evaluations)

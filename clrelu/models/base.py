@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from clrelu.models.layers import block_ends
 from clrelu.streams.base import SCENARIOS
 
 
@@ -44,6 +45,17 @@ class ContinualModel(nn.Module):
     def stats(self) -> dict[str, float]:
         """Numbers worth recording after each task (model_stats.csv), e.g. units allocated."""
         return {}
+
+    def hidden_layers(self) -> dict[str, nn.Module]:
+        """The modules whose outputs are the hidden layers (after activation and k-WTA), by name, for the
+        diagnostics; by default the layers of `self.trunk`."""
+        trunk = getattr(self, "trunk", None)
+        return {} if trunk is None else {f"trunk.{i}": trunk[i] for i in block_ends(trunk)}
+
+    def hidden_nonnegative(self) -> bool:
+        """Whether the hidden outputs can never be negative (lets the diagnostics count in fewer passes)."""
+        spec = getattr(self, "trunk_spec", None)
+        return spec is not None and spec.nonnegative
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

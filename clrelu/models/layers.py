@@ -9,6 +9,7 @@ from torch import nn
 
 from clrelu import checks
 
+NONNEGATIVE = ("relu", "sigmoid")  # activations whose outputs are never below zero
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -58,6 +59,11 @@ class TrunkSpec:
         return cls(in_features, hidden, activation, float(k))
 
     @property
+    def nonnegative(self) -> bool:
+        """Whether every hidden output is >= 0 (k-WTA keeps that: it only zeroes values)."""
+        return self.activation in NONNEGATIVE
+
+    @property
     def out_features(self) -> int:
         return self.hidden[-1] if self.hidden else self.in_features
 
@@ -80,12 +86,17 @@ def linear_layers(trunk: nn.Sequential) -> list[nn.Linear]:
     return [m for m in trunk if isinstance(m, nn.Linear)]
 
 
+def block_ends(trunk: nn.Sequential) -> list[int]:
+    """The index in a trunk of the module that ends each hidden layer (its activation, or its k-WTA)."""
+    return [i for i in range(len(trunk)) if i + 1 == len(trunk) or isinstance(trunk[i + 1], nn.Linear)]
+
+
 def hidden_outputs(trunk: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
     """The output of every hidden layer of a trunk (after its activation and k-WTA), in order."""
-    outputs = []
+    ends, outputs = set(block_ends(trunk)), []
     h = x
     for i, module in enumerate(trunk):
         h = module(h)
-        if i + 1 == len(trunk) or isinstance(trunk[i + 1], nn.Linear):
+        if i in ends:
             outputs.append(h)
     return outputs

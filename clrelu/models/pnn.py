@@ -83,6 +83,13 @@ class ProgressiveNet(ContinualModel):
     def knows(self, task_id: int) -> bool:
         return task_id < len(self.columns)
 
+    def hidden_layers(self) -> dict[str, nn.Module]:
+        return {f"columns.{c}.activations.{l}": act for c, column in enumerate(self.columns)
+                for l, act in enumerate(column.activations)}
+
+    def hidden_nonnegative(self) -> bool:
+        return self.spec.nonnegative
+
     def forward(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
         if not isinstance(task, int):
             out = x.new_empty(len(x), self.layout.head_width)
