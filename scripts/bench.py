@@ -119,6 +119,16 @@ def compare_stream(name: str, repeats: int) -> None:
     print(f"| {name} " + "".join(cells) + f"| {'yes' if same else 'NO'} |")
 
 
+def diagnostics_overhead(repeats: int) -> tuple[float, float]:
+    """Median evaluation seconds of the split_fmnist run with the diagnostics on and off, alternating."""
+    on, off = (compose([*COMMON, *STREAMS["split_fmnist"], f"diagnostics.enabled={flag}"]) for flag in (True, False))
+    seconds = {True: [], False: []}
+    for _ in range(repeats):
+        for flag, (cfg, names) in ((True, on), (False, off)):
+            seconds[flag].append(clrelu_run(cfg, names)[1])
+    return statistics.median(seconds[True]), statistics.median(seconds[False])
+
+
 def startup_seconds() -> tuple[float, float]:
     """`clrelu run --help`, and a run's start to its first training step (import, config, model)."""
     started = time.perf_counter()
@@ -173,6 +183,8 @@ def main() -> None:
     print(f"\nclrelu run --help: {help_seconds:.2f} s; start-up to the first training step: {first_step:.2f} s")
     if root and "split_fmnist" in args.streams:
         print(f"full Fashion-MNIST from the gz files: {data_seconds(root):.2f} s")
+        on, off = diagnostics_overhead(args.repeats)
+        print(f"split_fmnist evaluation with diagnostics on {on:.3f} s, off {off:.3f} s: overhead {on / off - 1:+.1%}")
 
 
 if __name__ == "__main__":
