@@ -28,14 +28,19 @@ def seen_accuracy(R: pd.DataFrame) -> pd.Series:
     return pd.Series({i: R.loc[i, [j for j in R.columns if j <= i]].mean() for i in R.index})
 
 
-def run_figure(run: Path):
-    """Heatmap of the accuracy matrix, and the accuracy on every task from initialisation to the end."""
-    plt = _pyplot()
-    R = results.read_matrix(run / results.ACCURACY)
-    evals = pd.read_csv(run / results.EVALS)
-    summary = pd.read_csv(run / results.SUMMARY).iloc[0]
+def diagnostics_over_tasks(run: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Per layer, the mean sparsity and the mean task overlap after each task (None without diagnostics)."""
+    if not (run / results.ACTIVATIONS).is_file():
+        return None
+    activations = pd.read_csv(run / results.ACTIVATIONS)
+    overlap = pd.read_csv(run / results.OVERLAP)
+    sparsity = activations.groupby(["after_task", "layer"]).sparsity.mean().unstack("layer")
+    jaccard = overlap.groupby(["after_task", "layer"]).jaccard.mean().unstack("layer") if len(overlap) else None
+    return sparsity, jaccard
+
+
+def _draw_matrix(fig, heat, R: pd.DataFrame) -> None:
     T = R.shape[1]
-    fig, (heat, curves) = plt.subplots(1, 2, figsize=(5 + 0.9 * T, 4.2), gridspec_kw={"width_ratios": [1, 1.2]})
     values = R.to_numpy(dtype=float)
     image = heat.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for (i, j), value in np.ndenumerate(values):
@@ -48,43 +53,91 @@ def run_figure(run: Path):
     heat.set_ylabel("after training task")
     heat.set_title("accuracy matrix R")
     fig.colorbar(image, ax=heat, fraction=0.046)
-    for task, rows in evals.groupby("eval_task"):
-        curves.plot(rows.after_task, rows.accuracy, marker="o", markersize=3, label=f"task {task}")
+
+
+def _over_tasks(ax, frame: pd.DataFrame | None, ylabel: str, title: str, ticks: list[int]) -> None:
+    if frame is not None:
+        for layer in frame.columns:
+            ax.plot(frame.index, frame[layer], marker="o", markersize=3, label=layer)
+        ax.legend(fontsize=7)
+    ax.set_xticks(ticks, ["init" if i < 0 else str(i) for i in ticks])
+    ax.set_xlabel("after training task")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+
+
+def run_figure(run: Path):
+    """Heatmap of the accuracy matrix and the accuracy on every task over training; with diagnostics, also the
+    hidden layers' sparsity and task overlap after every task."""
+    plt = _pyplot()
+    R = results.read_matrix(run / results.ACCURACY)
+    evals = pd.read_csv(run / results.EVALS)
+    summary = pd.read_csv(run / results.SUMMARY).iloc[0]
+    diagnostics = diagnostics_over_tasks(run)
+    rows = 1 if diagnostics is None else 2
+    T = R.shape[1]
+    fig, axes = plt.subplots(rows, 2, figsize=(5 + 0.9 * T, 4.2 * rows), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.2]})
+    (heat, curves) = axes[0]
+    _draw_matrix(fig, heat, R)
+    for task, task_rows in evals.groupby("eval_task"):
+        curves.plot(task_rows.after_task, task_rows.accuracy, marker="o", markersize=3, label=f"task {task}")
     seen = seen_accuracy(R)
     curves.plot(seen.index, seen.values, "k--", linewidth=2, label="seen tasks")
-    curves.set_xticks([-1, *R.index], ["init", *[str(i) for i in R.index]])
-    curves.set_xlabel("after training task")
-    curves.set_ylabel("test accuracy")
-    curves.set_ylim(-0.02, 1.02)
+    ticks = [-1, *R.index]
+    _over_tasks(curves, None, "test accuracy", "accuracy per task", ticks)
     curves.legend(fontsize=7, loc="lower left")
-    curves.set_title("accuracy per task")
+    if diagnostics is not None:
+        sparsity, jaccard = diagnostics
+        _over_tasks(axes[1][0], sparsity, "mean sparsity over the tasks", "hidden-layer sparsity", ticks)
+        _over_tasks(axes[1][1], jaccard, "mean Jaccard of task-active units", "task overlap", ticks)
     fig.suptitle(f"{summary.model} on {summary.stream} ({summary.scenario}, seed {summary.seed}): "
                  f"ACC {summary.avg_accuracy:.3f}, forgetting {summary.avg_forgetting:.3f}", fontsize=10)
     fig.tight_layout()
     return fig
 
 
+def _run_curves(run: Path) -> dict[str, pd.Series]:
+    """A run's curves over its tasks: accuracy on the tasks seen so far, and (with diagnostics) the mean
+    sparsity and task overlap of its hidden layers."""
+    curves = {"accuracy": seen_accuracy(results.read_matrix(run / results.ACCURACY))}
+    diagnostics = diagnostics_over_tasks(run)
+    if diagnostics is not None:
+        sparsity, jaccard = diagnostics
+        curves["sparsity"] = sparsity.mean(axis=1).drop(-1, errors="ignore")
+        if jaccard is not None:
+            curves["overlap"] = jaccard.mean(axis=1).drop(-1, errors="ignore")
+    return curves
+
+
 def sweep_figure(folder: Path, by: list[str] | None = None):
-    """Each group's mean accuracy on the tasks seen so far, after every task, with a band of one std over seeds."""
+    """Each group's mean accuracy on the tasks seen so far after every task, and with diagnostics the mean
+    sparsity and task overlap, with a band of one std over seeds."""
     plt = _pyplot()
     frame = load_runs([str(folder)])
     finished = frame[frame.status == "finished"]
     if finished.empty:
         raise ClreluError(f"{folder}: none of its runs has finished, so there is nothing to plot")
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    lowest, tasks = 1.0, set()
-    for label, group in group_runs(finished, by)[0]:
-        curves = pd.DataFrame([seen_accuracy(results.read_matrix(Path(d) / results.ACCURACY)) for d in group.run_dir])
-        mean, std = curves.mean(), curves.std().fillna(0)
-        ax.plot(mean.index, mean.values, marker="o", markersize=3, label=f"{label} (n={len(curves)})")
-        ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)
-        lowest, tasks = min(lowest, float((mean - std).min())), tasks | set(mean.index)
-    ax.set_xticks(sorted(tasks))
-    ax.set_xlabel("after training task")
-    ax.set_ylabel("mean accuracy on the tasks seen so far")
-    ax.set_ylim(max(0.0, lowest - 0.05), 1.01)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{folder.name}: {len(finished)} finished runs")
+    groups = [(label, [_run_curves(Path(d)) for d in group.run_dir]) for label, group in group_runs(finished, by)[0]]
+    panels = [p for p in ("accuracy", "sparsity", "overlap") if all(p in c for _, runs in groups for c in runs)]
+    titles = {"accuracy": "mean accuracy on the tasks seen so far", "sparsity": "mean hidden-layer sparsity",
+              "overlap": "mean Jaccard of task-active units"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels) + 3, 4.5), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        lowest, tasks = 1.0, set()
+        for label, runs in groups:
+            curves = pd.DataFrame([c[panel] for c in runs])
+            mean, std = curves.mean(), curves.std().fillna(0)
+            ax.plot(mean.index, mean.values, marker="o", markersize=3, label=f"{label} (n={len(curves)})")
+            ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)
+            lowest, tasks = min(lowest, float((mean - std).min())), tasks | set(mean.index)
+        ax.set_xticks(sorted(tasks))
+        ax.set_xlabel("after training task")
+        ax.set_title(titles[panel], fontsize=10)
+        ax.set_ylim(max(0.0, lowest - 0.05), 1.01)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(f"{folder.name}: {len(finished)} finished runs", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -84,13 +84,15 @@ def test_plot_of_a_run_and_of_a_sweep(sweep, tmp_path):
     assert done.returncode == 0, done.stderr
     image = matplotlib.image.imread(tmp_path / "run.png")
     assert image.ndim == 3 and image.shape[2] in (3, 4) and image.shape[0] > 300 and image.shape[1] > 600
-    assert len(run_figure(run).axes) == 3  # heatmap, its colour bar, the curves
+    # heatmap, its colour bar, accuracy curves, and the diagnostics: sparsity and overlap over tasks
+    assert len(run_figure(run).axes) == 5
     done = run_cli("plot", str(sweep), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     image = matplotlib.image.imread(sweep / "plot.png")
     assert image.shape[0] > 300 and image.shape[1] > 600
     figure = sweep_figure(sweep)
-    assert len(figure.axes) == 1 and len(figure.axes[0].get_lines()) == 2  # one curve per model
+    assert len(figure.axes) == 3  # accuracy, sparsity, overlap
+    assert all(len(ax.get_lines()) == 2 for ax in figure.axes)  # one curve per model
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
