@@ -31,6 +31,7 @@ class ActivationMonitor:
         self._task: int | None = None
         self._counts: dict[str, dict[int, torch.Tensor]] = {}  # layer -> task -> active samples per unit
         self._samples: dict[int, int] = {}
+        self._buffers: dict[str, torch.Tensor] = {}  # per layer, reused by the hooks
         self.activations: list[dict] = []  # rows of the last pass: eval_task, layer, sparsity, dead_fraction, n_units
         self.overlap: list[dict] = []      # rows of the last pass: layer, task_a, task_b, jaccard
 
@@ -39,12 +40,16 @@ class ActivationMonitor:
 
         def count(module, inputs, output):
             # sign() is 1 where an output is above the threshold, else 0 or -1; clamping drops the -1s, which
-            # outputs never below zero cannot have at threshold 0. Summed by a matmul with a row of ones, this
-            # runs several times faster than summing the boolean (output > threshold) along the batch.
-            above = torch.sign(output if threshold == 0 else output - threshold)
+            # outputs never below zero cannot have at threshold 0. This runs several times faster than summing
+            # the boolean (output > threshold), and writing into a kept buffer spares the allocator (and the
+            # kernel's page zeroing) a fresh block of the layer's size on every call.
+            above = self._buffers.get(name)
+            if above is None or above.shape != output.shape:
+                above = self._buffers[name] = torch.empty_like(output)
+            torch.sign(output if threshold == 0 else torch.sub(output, threshold, out=above), out=above)
             if threshold != 0 or not nonnegative:
                 above.clamp_(min=0)
-            active = (output.new_ones(1, len(output)) @ above)[0]
+            active = above.sum(0)
             per_task = self._counts.setdefault(name, {})
             per_task[self._task] = active if self._task not in per_task else per_task[self._task] + active
         return count
