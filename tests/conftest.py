@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,6 @@ def has_dataset(folder: str) -> bool:
     return all((raw / f"{name}.gz").is_file() or (raw / name).is_file() for name in FILES)
 
 
-needs_mnist = pytest.mark.skipif(not has_dataset("MNIST"), reason="no MNIST under $CLRELU_DATA (set CLRELU_DATA=../shared/data)")
 needs_fmnist = pytest.mark.skipif(not has_dataset("FashionMNIST"),
                                   reason="no FashionMNIST under $CLRELU_DATA (set CLRELU_DATA=../shared/data)")
 
@@ -41,6 +41,19 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
     """`clrelu <args>` in a fresh process."""
     return subprocess.run([sys.executable, "-m", "clrelu.cli", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=600)
+
+
+def start_and_kill_after(folder: Path, task: int, *overrides: str) -> None:
+    """Start `clrelu run <overrides>` into `folder` and SIGKILL it once it reports the end of task `task`."""
+    # quoted: a sweep's run folder has = and , in its name, which Hydra's override grammar reads otherwise
+    process = subprocess.Popen([sys.executable, "-m", "clrelu.cli", "run", *overrides, f"hydra.run.dir='{folder}'"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if line.startswith(f"after task {task} "):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=120)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
 
 def read_accuracy(folder: Path) -> pd.DataFrame:

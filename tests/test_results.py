@@ -1,13 +1,9 @@
 """Run folders: loading many runs with pandas, and complete CSVs after a kill mid-run."""
 
-import signal
-import subprocess
-import sys
-
 import pandas as pd
 
 from clrelu import results
-from conftest import read_accuracy, run_cli
+from conftest import read_accuracy, run_cli, start_and_kill_after
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -29,15 +25,7 @@ def test_load_a_sweep_into_one_frame(tmp_path):
 
 
 def test_a_killed_run_leaves_complete_csvs_for_finished_tasks(tmp_path):
-    slow = [*FAST, "trainer.epochs=300", "trainer.batch_size=10", "hydra.run.dir=run"]
-    process = subprocess.Popen([sys.executable, "-m", "clrelu.cli", "run", *slow], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in process.stdout:
-        if line.startswith("after task 1 "):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    start_and_kill_after(tmp_path / "run", 1, *FAST, "trainer.epochs=300", "trainer.batch_size=10")
     accuracy = read_accuracy(tmp_path / "run")
     summary = pd.read_csv(tmp_path / "run" / "summary.csv").iloc[0]
     assert summary.status == "running" and summary.tasks_done >= 2

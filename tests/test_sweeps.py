@@ -1,17 +1,13 @@
 """Sweeps: compare, plot, the joblib and submitit launchers, kill and resume, and relaunching a sweep."""
 
 import io
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
 from clrelu.cli import job_threads
-from conftest import read_accuracy, run_cli
+from conftest import read_accuracy, run_cli, start_and_kill_after
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -29,7 +25,8 @@ def test_sweep_folders_say_what_each_run_is(sweep):
     assert (sweep / "multirun.yaml").is_file()
     names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert len(names) == 4
-    assert "model.hidden=[32],model=sparse,seed=1,stream.test_per_class=20,stream.train_per_class=50,stream=synthetic" in names
+    assert ("model.hidden=[32],model=sparse,seed=1,stream.test_per_class=20,stream.train_per_class=50,"
+            "stream=synthetic") in names
 
 
 def test_compare_equals_a_pandas_groupby_of_the_summaries(sweep):
@@ -50,14 +47,7 @@ def test_compare_equals_a_pandas_groupby_of_the_summaries(sweep):
 
 def test_compare_reports_and_leaves_out_unfinished_runs(sweep, tmp_path):
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "clrelu.cli", "run", *FAST, "model=sparse", "trainer.epochs=300",
-                                "trainer.batch_size=10", f"hydra.run.dir={killed}"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in process.stdout:
-        if line.startswith("after task 0 "):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=60)
+    start_and_kill_after(killed, 0, *FAST, "model=sparse", "trainer.epochs=300", "trainer.batch_size=10")
     done = run_cli("compare", str(sweep), str(killed), "--format", "csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"left out, not finished: {killed}: running after " in done.stderr
@@ -117,18 +107,6 @@ def test_job_threads_share_the_cores():
 
 
 SLOW_3 = [*FAST, "model=sparse", "stream.n_tasks=3", "trainer.epochs=150", "trainer.batch_size=10"]
-
-
-def start_and_kill_after(folder: Path, task: int, *args):
-    # quoted: a sweep's run folder has = and , in its name, which Hydra's override grammar reads otherwise
-    process = subprocess.Popen([sys.executable, "-m", "clrelu.cli", "run", *args, f"hydra.run.dir='{folder}'"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in process.stdout:
-        if line.startswith(f"after task {task} "):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=120)
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
 
 def test_a_killed_run_resumes_to_the_same_csvs(tmp_path):
