@@ -47,7 +47,8 @@ def load_trunk(path: str | Path, key: str = "model.backbone_path") -> tuple[Trun
     if payload["trunk"] is None:
         raise ConfigError(f"{key}={path}: its model ({payload['model']}) has no single trunk to transfer")
     spec = payload["trunk"]["spec"]
-    return TrunkSpec(spec["in_features"], tuple(spec["hidden"]), spec["activation"], spec["k"]), payload["trunk"]["state_dict"]
+    trunk = TrunkSpec(spec["in_features"], tuple(spec["hidden"]), spec["activation"], spec["k"])
+    return trunk, payload["trunk"]["state_dict"]
 
 
 def global_rng() -> dict:

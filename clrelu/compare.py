@@ -11,8 +11,9 @@ from clrelu.errors import ConfigError
 
 METRICS = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "train_seconds")
 # summary columns that are outcomes or bookkeeping, not configuration to group by
-NOT_CONFIG = {"avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "train_seconds", "eval_seconds",
-              "n_params", "n_tasks", "tasks_done", "status", "error", "run_dir", "seed", "mean_sparsity", "mean_overlap"}
+NOT_CONFIG = {"avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "mean_sparsity",
+              "mean_overlap", "train_seconds", "eval_seconds", "n_params", "n_tasks", "tasks_done", "status", "error",
+              "run_dir", "seed"}
 FORMATS = ("table", "csv", "markdown")
 
 
@@ -50,7 +51,8 @@ def group_runs(frame: pd.DataFrame, by: list[str] | None):
     keys = varying_keys(frame) if by is None else by
     missing = [k for k in keys if k not in frame.columns]
     if missing:
-        raise ConfigError(f"--by {missing[0]}: not a column of these runs; try one of {', '.join(varying_keys(frame)) or 'model, stream'}")
+        suggestions = ", ".join(varying_keys(frame)) or "model, stream"
+        raise ConfigError(f"--by {missing[0]}: not a column of these runs; try one of {suggestions}")
     if not keys:
         return [("all runs", frame)], keys
     grouped = frame.groupby([frame[k].astype(str) for k in keys], sort=True, dropna=False)

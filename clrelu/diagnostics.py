@@ -89,4 +89,5 @@ class ActivationMonitor:
             jaccard = (both / union).tolist()  # 0/0 (two empty sets) is NaN
             for i in range(len(tasks)):
                 for j in range(i + 1, len(tasks)):
-                    self.overlap.append({"layer": name, "task_a": tasks[i], "task_b": tasks[j], "jaccard": jaccard[i][j]})
+                    self.overlap.append({"layer": name, "task_a": tasks[i], "task_b": tasks[j],
+                                         "jaccard": jaccard[i][j]})

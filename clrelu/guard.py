@@ -75,7 +75,8 @@ class RunFolderGuard(Callback):
         if config.get("resume") is True:
             problem = resume_problem(folder, config)
         elif run_state(folder) != "empty":
-            problem = f"hydra.run.dir={folder}: already holds a run; add resume=true to continue it, or choose another folder"
+            problem = (f"hydra.run.dir={folder}: already holds a run; add resume=true to continue it, "
+                       "or choose another folder")
         else:
             problem = None
         if problem:

@@ -137,7 +137,8 @@ class RunRecord:
         if self.diagnostics:
             write_csv(self.folder / ACTIVATIONS, list(ACTIVATION_COLUMNS),
                       [[r[k] for k in ACTIVATION_COLUMNS] for r in self.activations])
-            write_csv(self.folder / OVERLAP, list(OVERLAP_COLUMNS), [[r[k] for k in OVERLAP_COLUMNS] for r in self.overlap])
+            write_csv(self.folder / OVERLAP, list(OVERLAP_COLUMNS),
+                      [[r[k] for k in OVERLAP_COLUMNS] for r in self.overlap])
         if self.model_stats:
             keys = list(self.model_stats[0])
             write_csv(self.folder / MODEL_STATS, keys, [[row[k] for k in keys] for row in self.model_stats])

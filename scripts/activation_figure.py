@@ -44,8 +44,8 @@ def main(sweep: str, figure_path: str) -> None:
         ax.set_ylabel("average forgetting")
         ax.set_xlim(0, 1)
     axes[0][1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle("Forgetting against hidden-layer sparsity, mean ± std over 3 seeds (relu and leaky_relu nearly coincide "
-                 "and hide each other)", fontsize=10)
+    fig.suptitle("Forgetting against hidden-layer sparsity, mean ± std over 3 seeds "
+                 "(relu and leaky_relu nearly coincide and hide each other)", fontsize=10)
     fig.tight_layout()
     fig.savefig(figure_path, dpi=100)
 

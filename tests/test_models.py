@@ -1,4 +1,4 @@
-"""Each model's defining property: sparse winners and frozen units, progressive columns, frozen trunks, multitask loss."""
+"""Each model's defining property: sparse winners, frozen units, progressive columns, frozen trunks, multitask loss."""
 
 import pandas as pd
 import pytest
@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from clrelu.errors import ConfigError
-from clrelu.models.layers import hidden_outputs, linear_layers
+from clrelu.models.layers import hidden_outputs
 from clrelu.models.mlp import MLP
 from clrelu.models.multitask import HardSharedMultitask
 from clrelu.models.pnn import ProgressiveNet
@@ -192,8 +192,10 @@ def test_mismatched_checkpoints_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="its trunk takes 32 inputs, this stream has 10"):
         run_in_process(tmp_path / "a", "model=transfer", *FAST, "stream.n_features=10", "model.backbone=checkpoint",
                        f"model.backbone_path={path}", "model.hidden=[24]")
-    with pytest.raises(ConfigError, match=r"its trunk is hidden=\[24\] activation=relu, the config asks for hidden=\[400\]"):
-        run_in_process(tmp_path / "b", "model=transfer", *FAST, "model.backbone=checkpoint", f"model.backbone_path={path}")
+    with pytest.raises(ConfigError,
+                       match=r"its trunk is hidden=\[24\] activation=relu, the config asks for hidden=\[400\]"):
+        run_in_process(tmp_path / "b", "model=transfer", *FAST, "model.backbone=checkpoint",
+                       f"model.backbone_path={path}")
     with pytest.raises(ConfigError, match="no such file"):
         run_in_process(tmp_path / "c", "model=transfer", *FAST, "model.backbone=checkpoint",
                        f"model.backbone_path={tmp_path / 'missing.pt'}")
@@ -223,5 +225,6 @@ def test_multitask_without_reconstruction_has_no_reconstruction_head():
     model = HardSharedMultitask(6, TASK3, hidden=[5], lambda_rec=0.0)
     assert model.reconstruction is None
     assert not any("reconstruction" in name for name, _ in model.named_parameters())
-    with pytest.raises(ConfigError, match=r"model.lambda_task=\[1.0, 2.0\]: give one weight, or a list of one weight per task \(3\)"):
+    with pytest.raises(ConfigError,
+                       match=r"model.lambda_task=\[1.0, 2.0\]: give one weight, or a list of one weight per task"):
         HardSharedMultitask(6, TASK3, lambda_task=[1.0, 2.0])

@@ -51,7 +51,8 @@ DATASETS = {
             "bef4ecab320f06d8554ea6380940ec79",
             "bb300cfdad3c16e7a12a480ee83cd310",
         ),
-        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                     "Ankle boot"),
     ),
 }
 
@@ -99,7 +100,8 @@ def _fetch_missing(spec: DatasetSpec, raw: Path) -> None:
 def _images(path: Path) -> np.ndarray:
     images = read_idx(path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"{path}: expected uint8 images of shape N x rows x cols, found {images.dtype} of shape {images.shape}")
+        raise DataError(f"{path}: expected uint8 images of shape N x rows x cols, "
+                        f"found {images.dtype} of shape {images.shape}")
     return images.reshape(images.shape[0], -1)
 
 

@@ -53,7 +53,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     if found != expected:
         shape = "x".join(str(d) for d in dims)
         problem = "truncated" if found < expected else "has trailing bytes"
-        raise DataError(f"{path}: {problem}: its header says {shape} ({expected} bytes of data), the file holds {found}")
+        raise DataError(f"{path}: {problem}: its header says {shape} ({expected} bytes of data), "
+                        f"the file holds {found}")
     array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=True)
 

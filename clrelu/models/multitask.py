@@ -42,7 +42,8 @@ class HardSharedMultitask(ContinualModel):
             return [checks.number("model.lambda_task", value, minimum=0)] * n_tasks
         weights = list(value) if isinstance(value, (list, tuple)) else None
         if weights is None or len(weights) != n_tasks:
-            raise ConfigError(f"model.lambda_task={value}: give one weight, or a list of one weight per task ({n_tasks})")
+            raise ConfigError(f"model.lambda_task={value}: give one weight, or a list of one weight per task "
+                              f"({n_tasks})")
         return [checks.number("model.lambda_task", w, minimum=0) for w in weights]
 
     def forward(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:

@@ -26,21 +26,21 @@ class Column(nn.Module):
         self.activations = nn.ModuleList(make_activation(activation) for _ in widths)
         # laterals[l-1][k] maps layer l-1 of earlier column k into layer l of this column
         self.laterals = nn.ModuleList(
-            nn.ModuleList(nn.Linear(sizes[l], sizes[l + 1], bias=False) for _ in range(n_earlier if lateral else 0))
-            for l in range(1, len(self.layers))
+            nn.ModuleList(nn.Linear(sizes[i], sizes[i + 1], bias=False) for _ in range(n_earlier if lateral else 0))
+            for i in range(1, len(self.layers))
         )
 
     def forward(self, x: torch.Tensor, earlier: list[list[torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The column's logits and its hidden outputs; `earlier[k]` holds the hidden outputs of column k."""
         hidden: list[torch.Tensor] = []
         h = x
-        for l, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.layers):
             z = layer(h)
-            if l > 0:
-                for adapter, column in zip(self.laterals[l - 1], earlier):
-                    z = z + adapter(column[l - 1])
-            if l < len(self.activations):
-                h = self.activations[l](z)
+            if i > 0:
+                for adapter, column in zip(self.laterals[i - 1], earlier):
+                    z = z + adapter(column[i - 1])
+            if i < len(self.activations):
+                h = self.activations[i](z)
                 hidden.append(h)
         return z, hidden
 
@@ -84,8 +84,8 @@ class ProgressiveNet(ContinualModel):
         return task_id < len(self.columns)
 
     def hidden_layers(self) -> dict[str, nn.Module]:
-        return {f"columns.{c}.activations.{l}": act for c, column in enumerate(self.columns)
-                for l, act in enumerate(column.activations)}
+        return {f"columns.{c}.activations.{i}": act for c, column in enumerate(self.columns)
+                for i, act in enumerate(column.activations)}
 
     def hidden_nonnegative(self) -> bool:
         return self.spec.nonnegative

@@ -26,7 +26,8 @@ def permuted_stream(dataset: str, root: str, scenario: str, n_tasks: int, seed: 
     test_limit = checks.optional_limit("stream.test_limit", test_limit)
     generator = torch.Generator().manual_seed(checks.integer("stream.seed", seed))
     data = load_dataset(dataset, root)
-    per_task = min(len(data.x_train), train_limit or len(data.x_train)) + min(len(data.x_test), test_limit or len(data.x_test))
+    per_task = (min(len(data.x_train), train_limit or len(data.x_train))
+                + min(len(data.x_test), test_limit or len(data.x_test)))
     needed = n_tasks * per_task * data.n_features * 4  # float32 copies, one per task
     if needed > MEMORY_SHARE * _memory_bytes():
         raise ConfigError(

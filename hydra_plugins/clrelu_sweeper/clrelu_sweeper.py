@@ -46,7 +46,8 @@ class ClreluSweeper(BasicSweeper):
             return list(overrides)
         if config.get("skip_finished") is not True:
             raise ConfigError(f"hydra.sweep.dir={config.hydra.sweep.dir}: {folder.name} already holds a run; add "
-                              "skip_finished=true to skip the finished runs and resume the others, or choose another folder")
+                              "skip_finished=true to skip the finished runs and resume the others, "
+                              "or choose another folder")
         if state == "finished":
             return None
         difference = config_difference(folder, config)
