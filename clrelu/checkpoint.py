@@ -33,8 +33,9 @@ def save_model(model: ContinualModel, path: Path) -> None:
                 "state_dict": model.state_dict(), "trunk": trunk}, path)
 
 
-def load_trunk(path: str | Path, key: str = "model.backbone_path") -> tuple[TrunkSpec, dict]:
-    """The trunk saved in a run's model.pt, as its architecture and weights."""
+def load_trunk(path: str | Path) -> tuple[TrunkSpec, dict]:
+    """The trunk saved in a run's model.pt (config key `model.backbone_path`), as its architecture and weights."""
+    key = "model.backbone_path"
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"{key}={path}: no such file (every clrelu run writes one as <run folder>/model.pt)")

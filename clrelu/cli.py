@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from clrelu.config import config_dir
-from clrelu.errors import report
+from clrelu.errors import ClreluError, report
 
 USAGE = """\
 usage: clrelu <command> [arguments]
@@ -87,8 +87,6 @@ def describe(exc: BaseException) -> tuple[str, int]:
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
-    from clrelu.errors import ClreluError
-
     if isinstance(exc, ClreluError):
         return str(exc), exc.exit_code
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
@@ -133,8 +131,6 @@ def _run(arguments: list[str]) -> int:
 
 def _guarded(command) -> int:
     """Run a command, turning a clrelu error into one line and its exit code."""
-    from clrelu.errors import ClreluError
-
     try:
         command()
     except ClreluError as exc:
@@ -168,8 +164,9 @@ def _compare(arguments: list[str]) -> int:
 
 
 def _plot(arguments: list[str]) -> int:
-    parser = Parser(prog="clrelu plot", description="A run folder: its accuracy matrix as a heatmap and the "
-                    "accuracy on every task over training. A sweep folder: each group's average-accuracy curve.")
+    parser = Parser(prog="clrelu plot", description="A run folder: its accuracy matrix as a heatmap, the accuracy "
+                    "on every task over training, and the hidden layers' sparsity and task overlap. A sweep folder: "
+                    "each group's curves of mean accuracy, sparsity and overlap over tasks.")
     parser.add_argument("path", metavar="PATH", help="a run folder or a sweep folder")
     parser.add_argument("--out", help="the PNG to write (default: PATH/plot.png)")
     args = parser.parse_args(arguments)

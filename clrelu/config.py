@@ -17,12 +17,11 @@ def compose(overrides: list[str] = ()) -> tuple[DictConfig, dict[str, str]]:
     """The config `clrelu run <overrides>` would run, and the chosen option of each group."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
     names = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]
-    OmegaConf.set_readonly(cfg, False)
     return cfg, names

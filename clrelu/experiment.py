@@ -34,7 +34,9 @@ def factory(group: str, node: DictConfig) -> functools.partial:
     try:
         make = instantiate(node, _partial_=True, _convert_="all")
     except InstantiationException as exc:
-        cause = exc.__cause__.__cause__ or exc.__cause__ if exc.__cause__ else exc
+        cause: BaseException = exc
+        while cause.__cause__ is not None:  # the import error under Hydra's wrapping
+            cause = cause.__cause__
         raise ConfigError(f"{group}._target_={node.get('_target_')}: cannot be imported "
                           f"({type(cause).__name__}: {str(cause).splitlines()[0]})") from None
     parameters = inspect.signature(make.func).parameters
@@ -100,7 +102,8 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def check_model_fits(names: Mapping[str, str], model_class, scenario: str, regime: str) -> None:
-    """Refuse, before anything trains, a scenario, regime or strategy the model cannot serve."""
+    """Refuse, before anything trains, a scenario, regime or strategy the model cannot serve, and a
+    strategy with the joint regime."""
     model = names["model"]
     if scenario not in model_class.scenarios:
         raise ConfigError(f"model={model} cannot serve stream.scenario={scenario}; "
@@ -111,6 +114,9 @@ def check_model_fits(names: Mapping[str, str], model_class, scenario: str, regim
     if model_class.strategies is not None and names["strategy"] not in model_class.strategies:
         raise ConfigError(f"model={model} cannot use strategy={names['strategy']}: {model_class.strategies_reason}; "
                           f"it supports {', '.join(model_class.strategies)}")
+    if regime == "joint" and names["strategy"] != "naive":
+        raise ConfigError(f"strategy={names['strategy']} has nothing to protect with trainer.regime=joint, which "
+                          "learns every task at once; use strategy=naive")
 
 
 def diagnostics_monitor(node: DictConfig, model) -> ActivationMonitor | None:
@@ -129,8 +135,8 @@ def shown(folder: Path) -> str:
 def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> RunRecord:
     """Run the experiment `cfg` describes, writing its CSV files into `folder`.
 
-    `names` holds the chosen option of each config group (model, stream, optimizer), as Hydra
-    reports them, for the summary.
+    `names` holds the chosen option of each config group (model, stream, optimizer, strategy), as
+    Hydra reports them, for the summary and the error messages.
     """
     seed = checks.integer("seed", cfg.seed)
     resume = checks.boolean("resume", cfg.resume)
@@ -161,13 +167,15 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
              names["strategy"], names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(),
              shown(folder))
     trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator, monitor)
+    checkpoint = load_checkpoint(folder) if resume else None
     try:
-        trainer.run(resume_from=load_checkpoint(folder) if resume else None)
+        trainer.run(resume_from=checkpoint)
         save_model(model, folder / "model.pt")
     except Exception as exc:
-        record.status = "failed"
-        record.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        record.write()
+        if record.evals:  # a record restored or measured: keep it, marked failed (never overwrite with less)
+            record.status = "failed"
+            record.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            record.write()
         raise
     record.status = "finished"
     record.write()

@@ -25,6 +25,7 @@ def run_state(folder: Path) -> str:
 
 
 def _flat(node, prefix: str = "") -> dict:
+    """A nested config as {"a.b.c": value}."""
     if isinstance(node, dict):
         flat = {}
         for key, value in node.items():

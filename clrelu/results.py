@@ -59,12 +59,12 @@ class RunRecord:
     folder: Path
     n_tasks: int
     meta: dict  # model, stream, scenario, seed, ...: the run's identity in summary.csv
-    R: np.ndarray = None
-    b: np.ndarray = None
+    diagnostics: bool = False  # whether activations.csv and overlap.csv are written
+    R: np.ndarray = field(init=False)  # T x T, NaN where not measured or undefined
+    b: np.ndarray = field(init=False)  # the accuracy on each task at initialisation
     rows: list[int] = field(default_factory=list)  # the after_task indices measured, in order
     evals: list[dict] = field(default_factory=list)
     model_stats: list[dict] = field(default_factory=list)  # what the model reports after each task
-    diagnostics: bool = False  # whether activations.csv and overlap.csv are written
     activations: list[dict] = field(default_factory=list)
     overlap: list[dict] = field(default_factory=list)
     tasks_done: int = 0
@@ -75,9 +75,8 @@ class RunRecord:
     error: str = ""
 
     def __post_init__(self):
-        T = self.n_tasks
-        self.R = np.full((T, T), np.nan) if self.R is None else self.R
-        self.b = np.full(T, np.nan) if self.b is None else self.b
+        self.R = np.full((self.n_tasks, self.n_tasks), np.nan)
+        self.b = np.full(self.n_tasks, np.nan)
 
     def add(self, after_task: int, evaluations: list[Evaluation], n_params: int) -> None:
         """Record an evaluation on every task: at initialisation (`after_task` -1) or after a task."""
@@ -126,7 +125,8 @@ class RunRecord:
         return row
 
     def write(self) -> None:
-        """Rewrite the four CSV files (and model_stats.csv) from what was measured so far."""
+        """Rewrite the run's CSV files from what was measured so far: the four of every run, the
+        diagnostics' two when they are on, and model_stats.csv when the model reports anything."""
         header = ["after_task", *(str(j) for j in range(self.n_tasks))]
         F = metrics.forgetting_matrix(self.R)
         write_csv(self.folder / ACCURACY, header, [[i, *self.R[i]] for i in self.rows])
@@ -185,7 +185,7 @@ def load(*paths: str | Path) -> pd.DataFrame:
         root = Path(root)
         found = [root / SUMMARY] if (root / SUMMARY).is_file() else sorted(root.rglob(SUMMARY))
         for summary_path in found:
-            row = pd.read_csv(summary_path, keep_default_na=True).iloc[0].to_dict()
+            row = pd.read_csv(summary_path).iloc[0].to_dict()
             for key, value in run_overrides(summary_path.parent).items():
                 row.setdefault(key, value)
             row["run_dir"] = str(summary_path.parent)

@@ -173,10 +173,13 @@ def test_reservoir_gives_every_seen_sample_the_same_chance():
     assert abs(counts[:30].mean().item() - counts[30:].mean().item()) < 0.05 * expected
 
 
-def test_pnn_refuses_strategies(tmp_path):
+def test_pnn_and_the_joint_regime_refuse_strategies(tmp_path):
     done = run_cli("run", "model=pnn", "strategy=ewc", "stream=synthetic", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith("clrelu: error: model=pnn cannot use strategy=ewc: its earlier columns are frozen")
+    done = run_cli("run", "strategy=lwf", "trainer.regime=joint", "stream=synthetic", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("clrelu: error: strategy=lwf has nothing to protect with trainer.regime=joint")
 
 
 @pytest.mark.parametrize("strategy", ["ewc", "si", "lwf", "replay"])
