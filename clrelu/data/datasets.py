@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,11 +69,6 @@ class ImageData:
     @property
     def n_features(self) -> int:
         return self.x_train.shape[1]
-
-
-def default_root() -> str:
-    """`$CLRELU_DATA` if set, else `~/.cache/clrelu`."""
-    return os.environ.get("CLRELU_DATA") or str(Path("~/.cache/clrelu").expanduser())
 
 
 def _find(raw: Path, name: str) -> Path | None:
