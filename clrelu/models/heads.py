@@ -9,6 +9,15 @@ from clrelu.models.layers import make_activation
 from clrelu.streams.base import HeadLayout
 
 
+def route_by_task(x: torch.Tensor, task: torch.Tensor, width: int, answer) -> torch.Tensor:
+    """The outputs for a batch of mixed tasks: `answer(rows, t)` for the rows of each task t, put back in order."""
+    out = x.new_empty(len(x), width)
+    for t in task.unique().tolist():
+        rows = task == t
+        out[rows] = answer(x[rows], t)
+    return out
+
+
 class Heads(nn.Module):
     """The output layer of a model, laid out for its stream's scenario.
 
@@ -48,11 +57,7 @@ class Heads(nn.Module):
         if self.layout.scenario == "task":
             if isinstance(task, int):
                 return self.layers[task](features)
-            out = features.new_empty(len(features), self.layout.head_width)
-            for t in task.unique().tolist():
-                rows = task == t
-                out[rows] = self.layers[t](features[rows])
-            return out
+            return route_by_task(features, task, self.layout.head_width, lambda rows, t: self.layers[t](rows))
         logits = self.layers[0](features)
         if self.layout.scenario == "class":
             logits = logits.masked_fill(~self.active, float("-inf"))

@@ -7,6 +7,7 @@ from torch import nn
 
 from clrelu import checks
 from clrelu.models.base import ContinualModel
+from clrelu.models.heads import route_by_task
 from clrelu.models.layers import TrunkSpec, make_activation
 from clrelu.streams.base import HeadLayout
 
@@ -92,11 +93,7 @@ class ProgressiveNet(ContinualModel):
 
     def forward(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
         if not isinstance(task, int):
-            out = x.new_empty(len(x), self.layout.head_width)
-            for t in task.unique().tolist():
-                rows = task == t
-                out[rows] = self(x[rows], t)
-            return out
+            return route_by_task(x, task, self.layout.head_width, self)
         earlier: list[list[torch.Tensor]] = []
         if self.lateral:
             with torch.no_grad():  # frozen columns: their outputs are constants for the new column

@@ -46,3 +46,11 @@ class Strategy:
 def trainable(model: ContinualModel) -> dict[str, torch.nn.Parameter]:
     """The parameters that currently learn, by name."""
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def weighted_distance(model: ContinualModel, importance: dict[str, torch.Tensor],
+                      anchor: dict[str, torch.Tensor]) -> torch.Tensor:
+    """sum_i importance_i * (theta_i - anchor_i)^2 over the named parameters in `importance`
+    (the quadratic penalty of EWC and SI)."""
+    params = dict(model.named_parameters())
+    return sum((weight * (params[name] - anchor[name]).pow(2)).sum() for name, weight in importance.items())

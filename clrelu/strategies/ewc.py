@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from clrelu import checks
 from clrelu.models.base import ContinualModel
-from clrelu.strategies.base import Strategy, trainable
+from clrelu.strategies.base import Strategy, trainable, weighted_distance
 from clrelu.streams.base import HeadLayout
 
 CHUNK = 1024  # samples per forward pass when computing the Fisher
@@ -106,10 +106,7 @@ class EWC(Strategy):
     def penalty(self, model: ContinualModel, x: torch.Tensor, task) -> torch.Tensor | None:
         if not self.terms:
             return None
-        params = dict(model.named_parameters())
-        total = sum((fisher[name] * (params[name] - anchor[name]).pow(2)).sum()
-                    for fisher, anchor in self.terms for name in fisher)
-        return self.ewc_lambda / 2 * total
+        return self.ewc_lambda / 2 * sum(weighted_distance(model, fisher, anchor) for fisher, anchor in self.terms)
 
     def after_task(self, model: ContinualModel, task_id: int, x: torch.Tensor, y: torch.Tensor) -> None:
         if self.fisher_samples is not None and self.fisher_samples < len(x):

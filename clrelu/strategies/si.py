@@ -6,7 +6,7 @@ import torch
 
 from clrelu import checks
 from clrelu.models.base import ContinualModel
-from clrelu.strategies.base import Strategy, trainable
+from clrelu.strategies.base import Strategy, trainable, weighted_distance
 from clrelu.streams.base import HeadLayout
 
 
@@ -38,9 +38,7 @@ class SI(Strategy):
     def penalty(self, model: ContinualModel, x: torch.Tensor, task) -> torch.Tensor | None:
         if not self.omega:
             return None
-        params = dict(model.named_parameters())
-        return self.c * sum((omega * (params[name] - self.anchor[name]).pow(2)).sum()
-                            for name, omega in self.omega.items())
+        return self.c * weighted_distance(model, self.omega, self.anchor)
 
     @torch.no_grad()
     def after_step(self, model: ContinualModel) -> None:
