@@ -129,6 +129,7 @@ class Trainer:
         n, size = len(x), self.settings.batch_size
         steps = self.settings.iters or self.settings.epochs * math.ceil(n / size)
         optimizer = self.make_optimizer([p for p in self.model.parameters() if p.requires_grad])
+        self.strategy.use_optimizer(optimizer)
         self.model.train()
         name = f"task {phase.row}" if len(phase.new_tasks) == 1 else "joint"
         step = 0

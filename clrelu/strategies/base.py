@@ -11,7 +11,7 @@ from clrelu.streams.base import HeadLayout
 class Strategy:
     """A way of training a model on task after task. The trainer does not know strategy names: it calls
 
-    before_task (after model.begin_task) -> per step: batch, penalty, after_step -> after_task,
+    before_task (after model.begin_task) -> use_optimizer -> per step: batch, penalty, after_step -> after_task,
 
     and saves `state_dict()` in every checkpoint so that a resumed run continues exactly.
     """
@@ -21,6 +21,10 @@ class Strategy:
 
     def before_task(self, model: ContinualModel, task_id: int) -> None:
         """Called before the first step on task `task_id`."""
+
+    def use_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called whenever the trainer builds an optimizer, with it (strategies that re-initialise units reset
+        its state for them)."""
 
     def batch(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor):
         """The batch to train on, given the one drawn from the task's data (replay adds samples here)."""
