@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from clrelu.models.layers import block_ends
+from clrelu.models.layers import block_ends, output_width
+from clrelu.models.units import UnitLayer, trunk_units
 from clrelu.streams.base import SCENARIOS
 
 
@@ -51,6 +52,23 @@ class ContinualModel(nn.Module):
         diagnostics; by default the layers of `self.trunk`."""
         trunk = getattr(self, "trunk", None)
         return {} if trunk is None else {f"trunk.{i}": trunk[i] for i in block_ends(trunk)}
+
+    def unit_layers(self) -> list[UnitLayer]:
+        """The hidden layers as units (models/units.py), for the plasticity measures and the strategies that
+        re-initialise units; by default the layers of `self.trunk`, the last one read by `trunk_readers()`."""
+        trunk = getattr(self, "trunk", None)
+        if trunk is None:
+            return []
+        return trunk_units(trunk, self.trunk_readers(), output_width(self.trunk_spec.activation, 1))
+
+    def trunk_readers(self) -> list[nn.Linear]:
+        """The linear layers that read the trunk's output: the first layer of every head."""
+        return [head if isinstance(head, nn.Linear) else head[0] for head in self.heads.layers]
+
+    def fixed_units(self) -> str | None:
+        """The hidden units that must keep their weights whatever a strategy does, in words for an error message
+        ("the units of its frozen trunk"), or None when every unit may change."""
+        return None
 
     def hidden_nonnegative(self) -> bool:
         """Whether the hidden outputs can never be negative (lets the diagnostics count in fewer passes)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clrelu.models.layers import make_activation
+from clrelu.models.layers import make_activation, output_width
 from clrelu.streams.base import HeadLayout
 
 
@@ -35,7 +35,7 @@ class Heads(nn.Module):
             if tower_hidden is None:
                 return nn.Linear(in_features, layout.head_width)
             return nn.Sequential(nn.Linear(in_features, tower_hidden), make_activation(activation),
-                                 nn.Linear(tower_hidden, layout.head_width))
+                                 nn.Linear(output_width(activation, tower_hidden), layout.head_width))
 
         self.layers = nn.ModuleList(head() for _ in range(layout.n_heads))
         self.register_buffer("active", torch.zeros(layout.head_width, dtype=torch.bool))

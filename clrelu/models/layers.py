@@ -1,4 +1,4 @@
-"""Building blocks shared by the models: the activation choice, k-winners-take-all and the MLP trunk."""
+"""Building blocks shared by the models: the activation choice, k-winners-take-all, normalisation and the MLP trunk."""
 
 from __future__ import annotations
 
@@ -9,7 +9,20 @@ from torch import nn
 
 from clrelu import checks
 
-NONNEGATIVE = ("relu", "sigmoid")  # activations whose outputs are never below zero
+
+class CReLU(nn.Module):
+    """Concatenated ReLU (Shang et al. 2016): [relu(x), relu(-x)], twice as many outputs as inputs.
+
+    Output i and output n + i both come from input i, so one of them is non-zero unless x_i is 0.
+    """
+
+    outputs_per_input = 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(torch.cat([x, -x], dim=-1))
+
+
+NONNEGATIVE = ("relu", "sigmoid", "crelu")  # activations whose outputs are never below zero
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -18,12 +31,19 @@ ACTIVATIONS = {
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
+    "crelu": CReLU,
 }
+NORMS = ("none", "layer")  # `layer`: LayerNorm over a hidden layer's units, before the activation
 
 
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module; `prelu` has its own learned slope per use."""
     return ACTIVATIONS[checks.choice("model.activation", name, ACTIVATIONS)]()
+
+
+def output_width(activation: str, units: int) -> int:
+    """How many outputs `units` units give after `activation` (twice as many with crelu)."""
+    return units * getattr(ACTIVATIONS[activation], "outputs_per_input", 1)
 
 
 class KWinners(nn.Module):
@@ -50,13 +70,15 @@ class TrunkSpec:
     hidden: tuple[int, ...]
     activation: str
     k: float = 1.0  # fraction of units kept by k-winners-take-all after each activation; 1.0 keeps all
+    norm: str = "none"  # `layer`: LayerNorm over each hidden layer's units, between the linear layer and activation
 
     @classmethod
-    def checked(cls, in_features: int, hidden, activation: str, k: float = 1.0) -> "TrunkSpec":
+    def checked(cls, in_features: int, hidden, activation: str, k: float = 1.0, norm: str = "none") -> TrunkSpec:
         hidden = tuple(checks.int_list("model.hidden", hidden))
         checks.choice("model.activation", activation, ACTIVATIONS)
         checks.number("model.k", k, above=0, maximum=1)
-        return cls(in_features, hidden, activation, float(k))
+        checks.choice("model.norm", norm, NORMS)
+        return cls(in_features, hidden, activation, float(k), norm)
 
     @property
     def nonnegative(self) -> bool:
@@ -65,17 +87,21 @@ class TrunkSpec:
 
     @property
     def out_features(self) -> int:
-        return self.hidden[-1] if self.hidden else self.in_features
+        return output_width(self.activation, self.hidden[-1]) if self.hidden else self.in_features
 
     def build(self) -> nn.Sequential:
-        """Linear layers of widths `hidden`, each followed by the activation (and k-WTA when k < 1)."""
+        """Linear layers of widths `hidden`, each followed by LayerNorm (norm `layer`), the activation, and k-WTA
+        (k < 1). `hidden` counts units; with crelu a layer has twice as many outputs, all read by the next."""
         layers: list[nn.Module] = []
         width = self.in_features
         for size in self.hidden:
-            layers += [nn.Linear(width, size), make_activation(self.activation)]
+            layers.append(nn.Linear(width, size))
+            if self.norm == "layer":
+                layers.append(nn.LayerNorm(size))
+            layers.append(make_activation(self.activation))
             if self.k < 1:
                 layers.append(KWinners(self.k))
-            width = size
+            width = output_width(self.activation, size)
         return nn.Sequential(*layers)
 
     def as_dict(self) -> dict:

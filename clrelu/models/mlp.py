@@ -11,11 +11,13 @@ from clrelu.streams.base import HeadLayout
 
 
 class MLP(ContinualModel):
-    """Hidden layers of widths `hidden` with `activation`, then the scenario's heads."""
+    """Hidden layers of widths `hidden` with `activation` (LayerNorm before it with norm `layer`), then the
+    scenario's heads."""
 
-    def __init__(self, in_features: int, layout: HeadLayout, hidden=(400,), activation: str = "relu"):
+    def __init__(self, in_features: int, layout: HeadLayout, hidden=(400,), activation: str = "relu",
+                 norm: str = "none"):
         super().__init__()
-        self.trunk_spec = TrunkSpec.checked(in_features, hidden, activation)
+        self.trunk_spec = TrunkSpec.checked(in_features, hidden, activation, norm=norm)
         self.trunk = self.trunk_spec.build()
         self.heads = Heads(self.trunk_spec.out_features, layout)
 

@@ -49,6 +49,9 @@ class HardSharedMultitask(ContinualModel):
     def forward(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
         return self.heads(self.trunk(x), task)
 
+    def trunk_readers(self) -> list[nn.Linear]:
+        return super().trunk_readers() + ([self.reconstruction] if self.reconstruction is not None else [])
+
     def loss(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
         features = self.trunk(x)
         ce = F.cross_entropy(self.heads(features, task), y, reduction="none")

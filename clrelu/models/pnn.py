@@ -8,7 +8,8 @@ from torch import nn
 from clrelu import checks
 from clrelu.models.base import ContinualModel
 from clrelu.models.heads import route_by_task
-from clrelu.models.layers import TrunkSpec, make_activation
+from clrelu.models.layers import TrunkSpec, make_activation, output_width
+from clrelu.models.units import UnitLayer
 from clrelu.streams.base import HeadLayout
 
 
@@ -22,12 +23,13 @@ class Column(nn.Module):
     def __init__(self, in_features: int, widths: tuple[int, ...], out_features: int, activation: str,
                  n_earlier: int, lateral: bool):
         super().__init__()
-        sizes = [in_features, *widths, out_features]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        inputs = [in_features, *(output_width(activation, w) for w in widths)]  # crelu doubles a layer's outputs
+        outputs = [*widths, out_features]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(inputs, outputs))
         self.activations = nn.ModuleList(make_activation(activation) for _ in widths)
         # laterals[l-1][k] maps layer l-1 of earlier column k into layer l of this column
         self.laterals = nn.ModuleList(
-            nn.ModuleList(nn.Linear(sizes[i], sizes[i + 1], bias=False) for _ in range(n_earlier if lateral else 0))
+            nn.ModuleList(nn.Linear(inputs[i], outputs[i], bias=False) for _ in range(n_earlier if lateral else 0))
             for i in range(1, len(self.layers))
         )
 
@@ -87,6 +89,16 @@ class ProgressiveNet(ContinualModel):
     def hidden_layers(self) -> dict[str, nn.Module]:
         return {f"columns.{c}.activations.{i}": act for c, column in enumerate(self.columns)
                 for i, act in enumerate(column.activations)}
+
+    def unit_layers(self) -> list[UnitLayer]:
+        """Layer i of column c is read by layer i+1 of its column and by the lateral adapters of later columns."""
+        found = []
+        for c, column in enumerate(self.columns):
+            for i, activation in enumerate(column.activations):
+                laterals = [later.laterals[i][c] for later in self.columns[c + 1:] if self.lateral]
+                found.append(UnitLayer(f"columns.{c}.activations.{i}", activation, column.layers[i], None,
+                                       [column.layers[i + 1], *laterals], output_width(self.spec.activation, 1)))
+        return found
 
     def hidden_nonnegative(self) -> bool:
         return self.spec.nonnegative

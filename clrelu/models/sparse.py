@@ -48,6 +48,9 @@ class SparsePerceptron(ContinualModel):
                 layer.bias.register_hook(self._mask_rows(i))
             self.register_load_state_dict_post_hook(self._snapshot_frozen)  # a resumed run freezes the same units
 
+    def fixed_units(self) -> str | None:
+        return "the units model.protect=true freezes (model.protect=false frees them)" if self.protect else None
+
     def owner(self, i: int) -> torch.Tensor:
         return getattr(self, f"owner_{i}")
 
@@ -62,11 +65,12 @@ class SparsePerceptron(ContinualModel):
 
     @torch.no_grad()
     def win_rates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """For each hidden layer, the fraction of the samples `x` on which each unit kept a non-zero value."""
+        """For each hidden layer, the fraction of the samples `x` on which each unit kept a non-zero value (with
+        crelu, on which either of its two outputs did)."""
         wins = [torch.zeros(layer.out_features, device=x.device) for layer in self.layers]
         for start in range(0, len(x), CHUNK):
             for count, h in zip(wins, hidden_outputs(self.trunk, x[start:start + CHUNK])):
-                count += (h != 0).sum(0)
+                count += (h != 0).view(len(h), -1, len(count)).any(1).sum(0)
         return [count / max(len(x), 1) for count in wins]
 
     def end_task(self, task_id: int, x_train: torch.Tensor) -> None:

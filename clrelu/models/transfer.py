@@ -69,6 +69,9 @@ class TransferHead(ContinualModel):
             for module in list(self.trunk)[start:]:
                 module.requires_grad_(True)
 
+    def fixed_units(self) -> str | None:
+        return "the units of its frozen trunk"
+
     def end_task(self, task_id: int, x_train: torch.Tensor) -> None:
         if self.backbone == "first_task" and task_id == 0:
             self.freeze_trunk()

@@ -1,0 +1,133 @@
+"""Plasticity measures on hand-built activations, and the probe on hand-built networks."""
+
+import math
+
+import pytest
+import torch
+
+from clrelu.models.mlp import MLP
+from clrelu.plasticity import (
+    PlasticityProbe,
+    dead_fraction,
+    dormant_fraction,
+    dormant_scores,
+    effective_rank,
+    probe_indices,
+    singular_values,
+    srank,
+    unit_activity,
+    weight_magnitude,
+)
+from clrelu.streams.base import HeadLayout
+
+DOMAIN = HeadLayout("domain", n_tasks=2, classes_per_task=2)
+
+
+def with_singular_values(values, rows=7, seed=0) -> torch.Tensor:
+    """A rows x len(values) matrix U diag(values) V^T with random orthonormal U and V."""
+    generator = torch.Generator().manual_seed(seed)
+    n = len(values)
+    u = torch.linalg.qr(torch.randn(rows, n, generator=generator, dtype=torch.float64))[0]
+    v = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))[0]
+    return u @ torch.diag(torch.tensor(values, dtype=torch.float64)) @ v.T
+
+
+def test_two_always_zero_units_make_a_dead_fraction_of_2_over_n():
+    H = torch.rand(6, 5) + 0.1
+    H[:, 1] = 0
+    H[:, 4] = 0
+    H[0, 2] = 0  # zero on one sample only: alive
+    assert dead_fraction(unit_activity(H, 5)) == pytest.approx(2 / 5)
+
+
+def test_a_crelu_unit_is_dead_only_when_both_of_its_outputs_are():
+    # 3 units, 6 outputs: unit i owns columns i and 3 + i
+    H = torch.rand(4, 6) + 0.1
+    H[:, 0] = 0          # unit 0: its relu(x) half never fires, its relu(-x) half does: alive
+    H[:, 2] = H[:, 5] = 0  # unit 2: both halves zero: dead
+    activity = unit_activity(H, 3)
+    assert activity.shape == (4, 3)
+    torch.testing.assert_close(activity[:, 1], H[:, 1] + H[:, 4])
+    assert dead_fraction(activity) == pytest.approx(1 / 3)
+
+
+def test_dormant_score_on_a_constructed_case():
+    # mean |h| per unit over the two samples: 2, 1, 0.04, 0.96, 0; layer mean 0.8
+    H = torch.tensor([[1.0, -1.0, 0.08, 0.96, 0.0],
+                      [3.0, 1.0, 0.0, -0.96, 0.0]])
+    activity = unit_activity(H, 5)
+    scores = dormant_scores(activity)
+    torch.testing.assert_close(scores, torch.tensor([2.5, 1.25, 0.05, 1.2, 0.0], dtype=torch.float64))
+    assert dormant_fraction(activity, 0.0) == pytest.approx(1 / 5)    # tau 0: the dead unit only
+    assert dormant_fraction(activity, 0.025) == pytest.approx(1 / 5)
+    assert dormant_fraction(activity, 0.1) == pytest.approx(2 / 5)    # and unit 2 (score 0.05)
+    assert dormant_fraction(activity, 1.3) == pytest.approx(4 / 5)    # everything but unit 0
+    assert dormant_fraction(torch.zeros(3, 4), 0.0) == 1.0             # a layer of dead units: all dormant
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_the_effective_rank_of_k_equal_singular_values_is_k(k):
+    H = with_singular_values([2.5] * k + [0.0] * (6 - k))
+    assert effective_rank(singular_values(H)) == pytest.approx(k, rel=1e-6)
+
+
+def test_effective_rank_by_hand_and_of_a_zero_matrix():
+    # p = (0.75, 0.25): exp(-(0.75 ln 0.75 + 0.25 ln 0.25))
+    expected = math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert effective_rank(singular_values(with_singular_values([3.0, 1.0]))) == pytest.approx(expected)
+    assert effective_rank(singular_values(torch.zeros(4, 3))) == 0.0
+
+
+def test_srank_is_the_smallest_k_whose_singular_values_hold_1_minus_delta():
+    # shares of the sum after k values: 0.5, 0.8, 0.95, 0.995, 1.0
+    sigma = singular_values(with_singular_values([0.45, 5.0, 0.05, 3.0, 1.5]))
+    assert srank(sigma, 0.01) == 4
+    assert srank(sigma, 0.1) == 3
+    assert srank(sigma, 0.25) == 2
+    assert srank(sigma, 0.0) == 5
+    assert srank(singular_values(torch.zeros(4, 3)), 0.01) == 0
+
+
+def test_weight_magnitude_is_the_mean_absolute_weight():
+    assert weight_magnitude(torch.tensor([[1.0, -3.0], [0.5, -0.5]])) == pytest.approx(1.25)
+
+
+def test_probe_indices_are_fixed_and_draw_no_random_numbers():
+    state = torch.get_rng_state()
+    assert probe_indices(10, 4).tolist() == [0, 3, 6, 9]
+    assert probe_indices(3, 4).tolist() == [0, 1, 2]
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def hand_built(activation="relu", norm="none"):
+    """4 inputs -> 4 units -> 3 units; units 1 and 3 of the first layer get a bias of -100 (dead for inputs in [0,1])."""
+    torch.manual_seed(0)
+    model = MLP(4, DOMAIN, hidden=[4, 3], activation=activation, norm=norm)
+    with torch.no_grad():
+        model.trunk[0].bias.copy_(torch.tensor([0.5, -100.0, 0.5, -100.0]))
+    return model
+
+
+def test_the_probe_measures_every_hidden_layer_of_a_model():
+    model = hand_built()
+    x = torch.rand(50, 4)
+    rows = PlasticityProbe(model, tau=0.025).measure(x, 0)
+    assert [r["layer"] for r in rows] == list(model.hidden_layers()) == ["trunk.1", "trunk.3"]
+    first = rows[0]
+    assert first["task"] == 0
+    assert first["dead_fraction"] == pytest.approx(2 / 4)
+    assert first["dormant_fraction"] >= 2 / 4
+    H = torch.relu(model.trunk[0](x)).detach()
+    sigma = singular_values(H)
+    assert first["effective_rank"] == pytest.approx(effective_rank(sigma))
+    assert first["srank"] == srank(sigma, 0.01) <= 2  # two live units: rank 2 at most
+    assert first["weight_magnitude"] == pytest.approx(model.trunk[0].weight.abs().mean().item())
+    assert rows[1]["weight_magnitude"] == pytest.approx(model.trunk[2].weight.abs().mean().item())
+
+
+def test_the_probe_counts_crelu_units_and_reads_through_layer_norm():
+    model = hand_built("crelu")
+    rows = PlasticityProbe(model).measure(torch.rand(50, 4), 0)
+    assert rows[0]["dead_fraction"] == 0.0  # relu(-x) of the -100-biased units fires on every sample
+    layer_norm = hand_built("relu", norm="layer")
+    assert [r["layer"] for r in PlasticityProbe(layer_norm).measure(torch.rand(50, 4), 0)] == ["trunk.2", "trunk.5"]
