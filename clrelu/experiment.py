@@ -158,6 +158,9 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     stream = build(make_stream, "stream").to(device)
     model = build(make_model, "model", in_features=stream.in_features, layout=stream.layout).to(device)
     strategy = build(make_strategy, "strategy", layout=stream.layout)
+    problem = strategy.model_problem(model)
+    if problem:
+        raise ConfigError(f"strategy={names['strategy']} cannot train model={names['model']}: {problem}")
     meta = {"model": names["model"], "stream": names["stream"], "scenario": scenario, "seed": seed,
             "regime": train_settings.regime, "optimizer": names["optimizer"], "strategy": names["strategy"]}
     monitor = diagnostics_monitor(cfg.diagnostics, model)

@@ -93,7 +93,7 @@ class Trainer:
                 self.strategy.after_task(self.model, t, task.x_train, task.y_train)
             self.record.train_seconds += time.perf_counter() - started
             self.record.tasks_done += len(phase.new_tasks)
-            self.record.add_model_stats(phase.row, self.model.stats())
+            self.record.add_model_stats(phase.row, {**self.model.stats(), **self.strategy.stats()})
             self._evaluate_into_record(after_task=phase.row, phases_done=index + 1)
 
     def _restore(self, state: dict, all_phases: list[Phase]) -> int:

@@ -40,6 +40,14 @@ class Strategy:
     def after_task(self, model: ContinualModel, task_id: int, x: torch.Tensor, y: torch.Tensor) -> None:
         """Called when training on task `task_id` ends, with its training data."""
 
+    def model_problem(self, model: ContinualModel) -> str | None:
+        """Why this strategy cannot train `model` (checked before anything trains), or None."""
+        return None
+
+    def stats(self) -> dict[str, float]:
+        """Numbers worth recording after each task, beside the model's (model_stats.csv)."""
+        return {}
+
     def state_dict(self) -> dict:
         return {}
 
@@ -50,6 +58,13 @@ class Strategy:
 def trainable(model: ContinualModel) -> dict[str, torch.nn.Parameter]:
     """The parameters that currently learn, by name."""
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def fixed_units_problem(model: ContinualModel, action: str) -> str | None:
+    """The refusal of a strategy that changes weights outside the gradient (`action`) for a model whose
+    units must keep their weights, or None."""
+    units = model.fixed_units()
+    return None if units is None else f"it would {action} {units}"
 
 
 def weighted_distance(model: ContinualModel, importance: dict[str, torch.Tensor],

@@ -1,0 +1,116 @@
+"""Continual backprop (Dohare et al. 2024): replace the least useful mature units of every hidden layer."""
+
+from __future__ import annotations
+
+import torch
+
+from clrelu import checks
+from clrelu.models.base import ContinualModel
+from clrelu.models.units import UnitLayer, reinitialise
+from clrelu.plasticity import unit_activity
+from clrelu.strategies.base import Strategy, fixed_units_problem
+from clrelu.streams.base import HeadLayout
+
+
+class ContinualBackprop(Strategy):
+    """After every optimizer step, for each hidden layer (the Nature paper's Eq. 1 and Algorithm 1):
+
+    - every unit ages by one, and its contribution utility becomes
+      `u_i <- decay * u_i + (1 - decay) * |h_i| * sum_k |w_ik|`, h_i its output averaged over the
+      batch (with crelu, the sum of its two outputs), w_ik its outgoing weights after the step;
+    - the layer's accumulator grows by `replacement_rate` times its number of mature units (older than
+      `maturity_threshold`); while it is at least 1, the mature unit of lowest utility is replaced (fresh
+      incoming weights as the layer initialises them, zero bias, zero outgoing weights, zero optimizer
+      state, utility and age 0) and the accumulator drops by 1.
+
+    `bias_correction: true` ranks units by `u_i / (1 - decay^age_i)`, as the reference code does
+    (lop/algos/gnt.py); the paper ranks by `u_i`.
+    """
+
+    def __init__(self, layout: HeadLayout, replacement_rate: float = 1e-4, decay: float = 0.99,
+                 maturity_threshold: int = 100, bias_correction: bool = False):
+        super().__init__(layout)
+        self.replacement_rate = checks.number("strategy.replacement_rate", replacement_rate, minimum=0, maximum=1)
+        self.decay = checks.number("strategy.decay", decay, minimum=0, below=1)
+        self.maturity_threshold = checks.integer("strategy.maturity_threshold", maturity_threshold, minimum=0)
+        self.bias_correction = checks.boolean("strategy.bias_correction", bias_correction)
+        self.layers: list[UnitLayer] = []
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.hooks: list = []
+        self.outputs: dict[str, torch.Tensor] = {}  # each layer's output in the step's training forward pass
+        self.utility: list[torch.Tensor] = []
+        self.age: list[torch.Tensor] = []
+        self.accumulated: list[float] = []
+        self.replaced: list[int] = []  # units replaced per layer during the current task
+
+    def model_problem(self, model: ContinualModel) -> str | None:
+        if not model.unit_layers():
+            return "the model has no hidden layer whose units it could replace"
+        return fixed_units_problem(model, "replace")
+
+    def before_task(self, model: ContinualModel, task_id: int) -> None:
+        self.layers = model.unit_layers()
+        if not self.utility:
+            device = self.layers[0].incoming.weight.device
+            self.utility = [torch.zeros(layer.n_units, device=device) for layer in self.layers]
+            self.age = [torch.zeros(layer.n_units, dtype=torch.long, device=device) for layer in self.layers]
+            self.accumulated = [0.0] * len(self.layers)
+        self.replaced = [0] * len(self.layers)
+        self._remove_hooks()
+        self.hooks = [layer.output.register_forward_hook(self._keep(layer.name)) for layer in self.layers]
+
+    def _keep(self, name: str):
+        def hook(module, inputs, output):
+            self.outputs[name] = output.detach()
+        return hook
+
+    def _remove_hooks(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks = []
+
+    def use_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    @torch.no_grad()
+    def after_step(self, model: ContinualModel) -> None:
+        if not self.replacement_rate:
+            return
+        chosen = []
+        for i, layer in enumerate(self.layers):  # every utility first, from the weights after the step
+            self.age[i] += 1
+            activity = unit_activity(self.outputs[layer.name], layer.n_units).mean(0)
+            self.utility[i].mul_(self.decay).add_(activity * layer.outgoing_magnitude(), alpha=1 - self.decay)
+            chosen.append(self._to_replace(i))
+        for i, (layer, units) in enumerate(zip(self.layers, chosen)):
+            reinitialise(layer, units, self.optimizer)
+            self.utility[i][units] = 0
+            self.age[i][units] = 0
+            self.replaced[i] += len(units)
+
+    def _to_replace(self, i: int) -> torch.Tensor:
+        mature = (self.age[i] > self.maturity_threshold).nonzero().squeeze(1)
+        if not len(mature):
+            return mature
+        self.accumulated[i] += self.replacement_rate * len(mature)
+        count = int(self.accumulated[i])
+        if not count:
+            return mature[:0]
+        self.accumulated[i] -= count
+        rank = self.utility[i][mature]
+        if self.bias_correction:
+            rank = rank / (1 - self.decay ** self.age[i][mature].double()).float()
+        return mature[torch.topk(rank, min(count, len(mature)), largest=False).indices]
+
+    def after_task(self, model: ContinualModel, task_id: int, x, y) -> None:
+        self._remove_hooks()
+        self.outputs = {}
+
+    def stats(self) -> dict[str, float]:
+        return {f"replaced_l{i}": n for i, n in enumerate(self.replaced)}
+
+    def state_dict(self) -> dict:
+        return {"utility": self.utility, "age": self.age, "accumulated": self.accumulated}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.utility, self.age, self.accumulated = state["utility"], state["age"], state["accumulated"]

@@ -1,0 +1,66 @@
+"""Shrink and perturb: Ash & Adams (2020) at task boundaries, and Dohare et al. (2024)'s per-step variant."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from clrelu import checks
+from clrelu.models.base import ContinualModel
+from clrelu.strategies.base import Strategy, fixed_units_problem, trainable
+from clrelu.streams.base import HeadLayout
+
+
+def fresh_parameters(model: ContinualModel) -> dict[str, torch.Tensor]:
+    """The parameters of a new initialisation of `model`: every module that can redraws its own."""
+    fresh = copy.deepcopy(model)
+    for module in fresh.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return {name: p.detach() for name, p in fresh.named_parameters()}
+
+
+class ShrinkPerturb(Strategy):
+    """Two ways of keeping weights small and fresh, on every parameter that learns:
+
+    - at the start of every task after the first, `theta <- shrink * theta + perturb * theta_new`,
+      theta_new a new initialisation of the model (Ash & Adams 2020 and their code, JordanAsh/warm_start);
+    - after every optimizer step, Gaussian noise of std `noise_std` on every parameter the step updated,
+      with `weight_decay` added to the optimizer's own (Dohare et al. 2024, lop/algos/bp.py).
+
+    `shrink: 1, perturb: 0` turns the first off, `weight_decay: 0, noise_std: 0` the second.
+    """
+
+    def __init__(self, layout: HeadLayout, shrink: float = 0.4, perturb: float = 0.1, weight_decay: float = 0.0,
+                 noise_std: float = 0.0):
+        super().__init__(layout)
+        self.shrink = checks.number("strategy.shrink", shrink, minimum=0)
+        self.perturb = checks.number("strategy.perturb", perturb, minimum=0)
+        self.weight_decay = checks.number("strategy.weight_decay", weight_decay, minimum=0)
+        self.noise_std = checks.number("strategy.noise_std", noise_std, minimum=0)
+
+    def model_problem(self, model: ContinualModel) -> str | None:
+        return fixed_units_problem(model, "shrink and perturb")
+
+    @torch.no_grad()
+    def before_task(self, model: ContinualModel, task_id: int) -> None:
+        if task_id == 0 or (self.shrink == 1 and self.perturb == 0):
+            return
+        fresh = fresh_parameters(model) if self.perturb else {}
+        for name, p in trainable(model).items():
+            p.mul_(self.shrink)
+            if self.perturb:
+                p.add_(fresh[name], alpha=self.perturb)
+
+    def use_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        for group in optimizer.param_groups:
+            group["weight_decay"] = group.get("weight_decay", 0.0) + self.weight_decay
+
+    @torch.no_grad()
+    def after_step(self, model: ContinualModel) -> None:
+        if not self.noise_std:
+            return
+        for p in trainable(model).values():
+            if p.grad is not None:
+                p.add_(torch.randn_like(p), alpha=self.noise_std)
