@@ -1,4 +1,4 @@
-"""ReLU diagnostics, measured during the evaluation passes: activation sparsity, dead units, task overlap."""
+"""ReLU diagnostics, measured during the evaluation passes: sparsity, dead units and task overlap, counting zeros."""
 
 from __future__ import annotations
 
@@ -9,56 +9,76 @@ from clrelu.models.base import ContinualModel
 
 
 class ActivationMonitor:
-    """Forward hooks on every hidden layer count, per evaluated task, how often each unit is active.
+    """Forward hooks on every hidden layer count, per evaluated task, how often each unit's output is zero.
 
-    A unit is active on a sample when its output exceeds `activity_threshold`. Per pass (one
-    evaluation of every task) and task it gives, for each layer:
+    An output is zero when |h| <= `zero_tolerance` (default 0: exactly zero), as the literature counts: the
+    sparsity of a layer is k/n, k the outputs that are zero, and a unit is dead when its output is zero on
+    every sample (Dohare et al. 2024). A unit is nonzero on a sample otherwise. Per pass (one evaluation of
+    every task) and task it gives, for each layer:
 
-    - sparsity: the fraction of the layer's outputs that are not active, over the task's samples;
-    - dead fraction: the fraction of units not active on any sample of any task evaluated so far in
-      the pass (tasks 0..j for the row of task j);
+    - sparsity: the fraction of the layer's outputs that are zero, over the task's samples;
+    - nonpositive_fraction: the fraction of outputs <= 0, the sign-based figure. For relu (and k-WTA after
+      relu) it equals the sparsity; for activations with negative outputs (leaky_relu, elu, gelu, swish,
+      tanh) it is the share of outputs in their negative region, which is not sparsity: none of them is zero;
+    - dead fraction: the fraction of units zero on every sample of every task evaluated so far in the pass
+      (tasks 0..j for the row of task j);
 
-    and after the pass, per layer and pair of tasks, the Jaccard overlap of their task-active units:
-    those active on at least `unit_threshold` of the task's samples. The hooks only count; the
-    statistics are computed once per pass, in a few tensor operations per layer.
+    and after the pass, per layer and pair of tasks, the Jaccard overlap of their task-active units: the units
+    nonzero on at least `unit_threshold` of the task's samples. An activation that is never exactly zero
+    (tanh, sigmoid, softplus, elu, gelu, swish, leaky_relu, prelu: zero only where the pre-activation is
+    exactly 0 or underflows) makes every unit task-active for every task, so its overlap is 1. The hooks only
+    count; the statistics are computed once per pass, in a few tensor operations per layer.
     """
 
-    def __init__(self, model: ContinualModel, activity_threshold: float = 0.0, unit_threshold: float = 0.05):
+    def __init__(self, model: ContinualModel, zero_tolerance: float = 0.0, unit_threshold: float = 0.05):
         self.model = model
-        self.activity_threshold = checks.number("diagnostics.activity_threshold", activity_threshold)
+        self.zero_tolerance = checks.number("diagnostics.zero_tolerance", zero_tolerance, minimum=0)
         self.unit_threshold = checks.number("diagnostics.unit_threshold", unit_threshold, minimum=0, maximum=1)
         self._hooks: list = []
         self._task: int | None = None
-        self._counts: dict[str, dict[int, torch.Tensor]] = {}  # layer -> task -> active samples per unit
+        self._nonzero: dict[str, dict[int, torch.Tensor]] = {}   # layer -> task -> nonzero samples per unit
+        self._positive: dict[str, dict[int, torch.Tensor]] = {}  # layer -> task -> positive samples per unit
         self._samples: dict[int, int] = {}
         self._buffers: dict[str, torch.Tensor] = {}  # per layer, reused by the hooks
-        self.activations: list[dict] = []  # rows of the last pass: eval_task, layer, sparsity, dead_fraction, n_units
+        self.activations: list[dict] = []  # rows of the last pass: eval_task, layer, sparsity, nonpositive_fraction,
+        #                                    dead_fraction, n_units
         self.overlap: list[dict] = []      # rows of the last pass: layer, task_a, task_b, jaccard
 
+    def _add(self, counts: dict, name: str, value: torch.Tensor) -> None:
+        per_task = counts.setdefault(name, {})
+        per_task[self._task] = value if self._task not in per_task else per_task[self._task] + value
+
     def _hook(self, name: str, nonnegative: bool):
-        threshold = self.activity_threshold
+        tolerance = self.zero_tolerance
 
         def count(module, inputs, output):
-            # sign() is 1 where an output is above the threshold, else 0 or -1; clamping drops the -1s, which
-            # outputs never below zero cannot have at threshold 0. This runs several times faster than summing
-            # the boolean (output > threshold), and writing into a kept buffer spares the allocator (and the
-            # kernel's page zeroing) a fresh block of the layer's size on every call.
-            above = self._buffers.get(name)
-            if above is None or above.shape != output.shape:
-                above = self._buffers[name] = torch.empty_like(output)
-            torch.sign(output if threshold == 0 else torch.sub(output, threshold, out=above), out=above)
-            if threshold != 0 or not nonnegative:
-                above.clamp_(min=0)
-            active = above.sum(0)
-            per_task = self._counts.setdefault(name, {})
-            per_task[self._task] = active if self._task not in per_task else per_task[self._task] + active
+            # sign() is 1, 0 or -1 per output; summing it and its absolute value counts positive and nonzero
+            # outputs several times faster than summing booleans, and writing into a kept buffer spares the
+            # allocator (and the kernel's page zeroing) a fresh block of the layer's size on every call.
+            s = self._buffers.get(name)
+            if s is None or s.shape != output.shape:
+                s = self._buffers[name] = torch.empty_like(output)
+            torch.sign(output, out=s)
+            if tolerance == 0:
+                if nonnegative:  # outputs >= 0: positive and nonzero are the same
+                    positive = nonzero = s.sum(0)
+                else:
+                    difference = s.sum(0)  # positive minus negative outputs, per unit
+                    nonzero = s.abs_().sum(0)  # positive plus negative
+                    positive = (difference + nonzero) / 2
+            else:
+                positive = s.sum(0) if nonnegative else s.clamp_(min=0).sum(0)
+                torch.abs(output, out=s).sub_(tolerance).clamp_(min=0)
+                nonzero = torch.sign(s, out=s).sum(0)
+            self._add(self._nonzero, name, nonzero)
+            self._add(self._positive, name, positive)
         return count
 
     def begin_pass(self) -> None:
         nonnegative = self.model.hidden_nonnegative()
         self._hooks = [m.register_forward_hook(self._hook(name, nonnegative))
                        for name, m in self.model.hidden_layers().items()]
-        self._counts, self._samples = {}, {}
+        self._nonzero, self._positive, self._samples = {}, {}, {}
 
     def begin_task(self, task_id: int) -> None:
         self._task = task_id
@@ -71,18 +91,21 @@ class ActivationMonitor:
             hook.remove()
         self._hooks = []
         self.activations, self.overlap = [], []
-        for name, per_task in self._counts.items():
+        for name, per_task in self._nonzero.items():
             tasks = sorted(per_task)
-            counts = torch.stack([per_task[t] for t in tasks]).double()  # tasks x units
+            nonzero = torch.stack([per_task[t] for t in tasks]).double()  # tasks x units
+            positive = torch.stack([self._positive[name][t] for t in tasks]).double()
             samples = torch.tensor([float(self._samples[t]) for t in tasks], dtype=torch.float64)
-            n_units = counts.shape[1]
-            sparsity = 1 - counts.sum(1) / (samples * n_units)
-            ever = (counts > 0).cummax(0).values  # active on some sample of tasks up to this one
+            n_units = nonzero.shape[1]
+            outputs = samples * n_units
+            sparsity = 1 - nonzero.sum(1) / outputs
+            nonpositive = 1 - positive.sum(1) / outputs
+            ever = (nonzero > 0).cummax(0).values  # nonzero on some sample of the tasks up to this one
             dead = 1 - ever.double().mean(1)
-            for t, s, d in zip(tasks, sparsity.tolist(), dead.tolist()):
-                self.activations.append({"eval_task": t, "layer": name, "sparsity": s, "dead_fraction": d,
-                                         "n_units": n_units})
-            task_active = (counts >= self.unit_threshold * samples[:, None]).double()
+            for t, s, p, d in zip(tasks, sparsity.tolist(), nonpositive.tolist(), dead.tolist()):
+                self.activations.append({"eval_task": t, "layer": name, "sparsity": s, "nonpositive_fraction": p,
+                                         "dead_fraction": d, "n_units": n_units})
+            task_active = (nonzero >= self.unit_threshold * samples[:, None]).double()
             both = task_active @ task_active.T
             sizes = task_active.sum(1)
             union = sizes[:, None] + sizes[None, :] - both

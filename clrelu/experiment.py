@@ -123,7 +123,7 @@ def diagnostics_monitor(node: DictConfig, model) -> ActivationMonitor | None:
     """The activation monitor the `diagnostics` config asks for, or None when it is off."""
     if not checks.boolean("diagnostics.enabled", node.enabled):
         return None
-    return ActivationMonitor(model, node.activity_threshold, node.unit_threshold)
+    return ActivationMonitor(model, node.zero_tolerance, node.unit_threshold)
 
 
 def shown(folder: Path) -> str:

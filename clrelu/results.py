@@ -17,7 +17,8 @@ from clrelu import metrics
 ACCURACY, FORGETTING, EVALS, SUMMARY = "accuracy.csv", "forgetting.csv", "evals.csv", "summary.csv"
 MODEL_STATS, ACTIVATIONS, OVERLAP = "model_stats.csv", "activations.csv", "overlap.csv"
 EVAL_COLUMNS = ("after_task", "eval_task", "accuracy", "loss", "n_samples", "n_params")
-ACTIVATION_COLUMNS = ("after_task", "eval_task", "layer", "sparsity", "dead_fraction", "n_units")
+ACTIVATION_COLUMNS = ("after_task", "eval_task", "layer", "sparsity", "nonpositive_fraction", "dead_fraction",
+                      "n_units")
 OVERLAP_COLUMNS = ("after_task", "layer", "task_a", "task_b", "jaccard")
 RUN_CONTROL_KEYS = ("resume", "skip_finished")  # how a run was launched, not what it computes
 

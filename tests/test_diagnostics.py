@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from clrelu.diagnostics import ActivationMonitor
+from clrelu.models.layers import make_activation
 from clrelu.models.mlp import MLP
 from clrelu.models.sparse import SparsePerceptron
 from clrelu.streams.base import Stream, Task
@@ -15,8 +16,12 @@ from conftest import run_in_process
 FAST = ["stream=synthetic", "stream.train_per_class=50", "stream.test_per_class=20", "trainer.batch_size=16"]
 
 
-def hand_built(activation: str = "relu", threshold: float = 0.0):
-    """One hidden layer of 3 units: unit 0 reads input 0, unit 1 input 1, unit 2 minus their sum."""
+def hand_built(activation: str = "relu", tolerance: float = 0.0, bias: float = 0.0):
+    """One hidden layer of 3 units: unit 0 reads input 0, unit 1 input 1, unit 2 minus their sum, plus `bias`.
+
+    Pre-activations (bias 0), two samples a task: task 0 [1, 0, -1] [1, 0, -1]; task 1 [0, 1, -1] [0, 2, -2];
+    task 2 [1, 1, -2] [1, 0, -1].
+    """
     tasks = [
         Task(0, ("a", "b"), None, None, torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 1])),
         Task(1, ("a", "b"), None, None, torch.tensor([[0.0, 1.0], [0.0, 2.0]]), torch.tensor([0, 1])),
@@ -26,32 +31,60 @@ def hand_built(activation: str = "relu", threshold: float = 0.0):
     model = MLP(2, stream.layout, hidden=[3], activation=activation)
     with torch.no_grad():
         model.trunk[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]))
-        model.trunk[0].bias.zero_()
-    monitor = ActivationMonitor(model, activity_threshold=threshold, unit_threshold=0.05)
+        model.trunk[0].bias.fill_(bias)
+    monitor = ActivationMonitor(model, zero_tolerance=tolerance, unit_threshold=0.05)
     Trainer(model, None, stream, None, TrainSettings(), None, None, monitor).evaluate()
     return monitor
 
 
-def test_sparsity_dead_fraction_and_overlap_by_hand():
-    monitor = hand_built()
+def rows_and_overlap(monitor):
     rows = pd.DataFrame(monitor.activations).set_index("eval_task")
-    # active units per sample: task 0 {0},{0}; task 1 {1},{1}; task 2 {0,1},{0}
+    return rows, {(r["task_a"], r["task_b"]): r["jaccard"] for r in monitor.overlap}
+
+
+def test_relu_sparsity_is_the_share_of_zeros_and_dead_units_are_zero_on_every_sample():
+    rows, overlap = rows_and_overlap(hand_built())
+    # zero outputs per sample: task 0 two and two, task 1 two and two, task 2 one and two
     assert rows.sparsity.tolist() == pytest.approx([4 / 6, 4 / 6, 3 / 6])
-    # never active so far in the pass: after task 0 units 1 and 2; after tasks 0-1 and 0-2 unit 2
+    assert rows.nonpositive_fraction.tolist() == pytest.approx(rows.sparsity.tolist())  # relu is never negative
+    # zero on every sample so far in the pass: after task 0 units 1 and 2; after tasks 0-1 and 0-2 unit 2
     assert rows.dead_fraction.tolist() == pytest.approx([2 / 3, 1 / 3, 1 / 3])
     assert set(rows.n_units) == {3} and set(rows.layer) == {"trunk.1"}
-    overlap = {(r["task_a"], r["task_b"]): r["jaccard"] for r in monitor.overlap}
-    # task-active sets: {0}, {1}, {0, 1}
+    # task-active (nonzero) sets: {0}, {1}, {0, 1}
     assert overlap == {(0, 1): 0.0, (0, 2): 0.5, (1, 2): 0.5}
 
 
-def test_activity_threshold_applies_whatever_the_activation():
-    # tanh outputs: task 1's second sample gives tanh(2) = 0.96 on unit 1, tanh(1) = 0.76 elsewhere
-    monitor = hand_built("tanh", threshold=0.8)
-    rows = pd.DataFrame(monitor.activations).set_index("eval_task")
-    assert rows.sparsity.tolist() == pytest.approx([1.0, 5 / 6, 1.0])
-    overlap = {(r["task_a"], r["task_b"]): r["jaccard"] for r in monitor.overlap}
-    assert overlap[(0, 1)] == 0.0 and pd.isna(overlap[(0, 2)])  # two empty sets: undefined, not 1
+def test_tanh_without_zero_outputs_has_sparsity_0_whatever_its_sign():
+    rows, overlap = rows_and_overlap(hand_built("tanh", bias=0.5))  # no pre-activation is exactly 0
+    assert rows.sparsity.tolist() == [0.0, 0.0, 0.0]
+    assert rows.dead_fraction.tolist() == [0.0, 0.0, 0.0]
+    assert rows.nonpositive_fraction.tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3])  # unit 2's negative outputs
+    assert overlap == {(0, 1): 1.0, (0, 2): 1.0, (1, 2): 1.0}  # every unit is task-active for every task
+
+
+def test_tanh_counts_exact_zeros_and_the_tolerance_widens_zero():
+    rows, _ = rows_and_overlap(hand_built("tanh"))  # tanh(0) = 0 where the pre-activation is exactly 0
+    assert rows.sparsity.tolist() == pytest.approx([2 / 6, 2 / 6, 1 / 6])
+    assert rows.nonpositive_fraction.tolist() == pytest.approx([4 / 6, 4 / 6, 3 / 6])
+    assert rows.dead_fraction.tolist() == pytest.approx([1 / 3, 0, 0])  # unit 1 is 0 on both samples of task 0
+    # |tanh(1)| = 0.76 counts as zero with tolerance 0.8, |tanh(2)| = 0.96 does not
+    rows, overlap = rows_and_overlap(hand_built("tanh", tolerance=0.8))
+    assert rows.sparsity.tolist() == pytest.approx([1.0, 4 / 6, 5 / 6])
+    assert rows.nonpositive_fraction.tolist() == pytest.approx([4 / 6, 4 / 6, 3 / 6])
+    assert overlap == {(0, 1): 0.0, (0, 2): 0.0, (1, 2): 0.5}  # task-active: {}, {1, 2}, {2}
+    _, overlap = rows_and_overlap(hand_built("tanh", tolerance=1.0))
+    assert all(pd.isna(v) for v in overlap.values())  # two empty sets: undefined, not 1
+
+
+@pytest.mark.parametrize("activation", ["swish", "softplus"])
+def test_swish_and_softplus_have_no_zero_outputs(activation):
+    x = torch.linspace(-5, 5, 11)
+    expected = x * torch.sigmoid(x) if activation == "swish" else torch.log1p(torch.exp(x))
+    torch.testing.assert_close(make_activation(activation)(x), expected)
+    rows, _ = rows_and_overlap(hand_built(activation, bias=0.5))
+    assert rows.sparsity.tolist() == [0.0, 0.0, 0.0]
+    negative = 1 / 3 if activation == "swish" else 0.0  # swish(-0.5) < 0; softplus is always positive
+    assert rows.nonpositive_fraction.tolist() == pytest.approx([negative] * 3)
 
 
 def test_k_winners_sparsity_is_at_least_1_minus_k_and_exact_where_enough_units_fire():

@@ -22,7 +22,7 @@ class CReLU(nn.Module):
         return torch.relu(torch.cat([x, -x], dim=-1))
 
 
-NONNEGATIVE = ("relu", "sigmoid", "crelu")  # activations whose outputs are never below zero
+NONNEGATIVE = ("relu", "sigmoid", "softplus", "crelu")  # activations whose outputs are never below zero
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -31,6 +31,8 @@ ACTIVATIONS = {
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
+    "swish": nn.SiLU,  # x * sigmoid(x) (Ramachandran et al. 2017; SiLU, Hendrycks & Gimpel 2016)
+    "softplus": nn.Softplus,  # log(1 + exp(x))
     "crelu": CReLU,
 }
 NORMS = ("none", "layer")  # `layer`: LayerNorm over a hidden layer's units, before the activation
