@@ -65,6 +65,7 @@ def settings(cfg: DictConfig) -> TrainSettings:
         iters=None if t.iters is None else checks.integer("trainer.iters", t.iters, minimum=1),
         batch_size=checks.integer("trainer.batch_size", t.batch_size, minimum=1),
         eval_batch_size=checks.integer("trainer.eval_batch_size", t.eval_batch_size, minimum=1),
+        reset_optimizer=checks.boolean("trainer.reset_optimizer", t.reset_optimizer),
     )
 
 

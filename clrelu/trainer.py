@@ -51,6 +51,7 @@ class TrainSettings:
     iters: int | None = None  # when set, the number of steps per phase instead of `epochs`
     batch_size: int = 128
     eval_batch_size: int = 10000
+    reset_optimizer: bool = True  # false: one optimizer for the whole stream, its state kept across tasks
 
 
 class Trainer:
@@ -67,6 +68,8 @@ class Trainer:
         self.settings = settings
         self.record = record
         self.generator = generator  # the order of training batches
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer_groups: list[list[str]] = []  # the parameter names of each group of the optimizer
 
     def run(self, resume_from: dict | None = None) -> None:
         """Evaluate at initialisation, then train and evaluate phase after phase, writing after each.
@@ -104,6 +107,8 @@ class Trainer:
                 self.model.begin_task(t)  # rebuild what the finished tasks created (heads, columns)
         self.model.load_state_dict(state["model"])
         self.strategy.load_state_dict(state["strategy"])
+        if state.get("optimizer") is not None:
+            self._restore_optimizer(state["optimizer"])
         self.record.restore(state["record"])
         self.generator.set_state(state["rng"]["batches"])
         restore_global_rng(state["rng"])
@@ -111,9 +116,45 @@ class Trainer:
         return done
 
     def _checkpoint(self, phases_done: int) -> dict:
+        optimizer = None  # a rebuilt optimizer starts afresh; a kept one goes into the checkpoint
+        if not self.settings.reset_optimizer and self.optimizer is not None:
+            optimizer = {"state": self.optimizer.state_dict(), "groups": self.optimizer_groups}
         return {"phases_done": phases_done, "model": self.model.state_dict(), "strategy": self.strategy.state_dict(),
-                "record": self.record.state(),
+                "optimizer": optimizer, "record": self.record.state(),
                 "rng": {"batches": self.generator.get_state(), **global_rng()}}
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """A new optimizer over the parameters that learn (`reset_optimizer`), handed to the strategy, or the
+        stream's one, given the parameters that began to learn since (a progressive net's new column) as a new
+        group with the hyperparameters of its first."""
+        learning = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+        if self.settings.reset_optimizer or self.optimizer is None:
+            self.optimizer = self.make_optimizer(list(learning.values()))
+            self.optimizer_groups = [list(learning)]
+            self.strategy.use_optimizer(self.optimizer)
+        else:
+            known = {name for group in self.optimizer_groups for name in group}
+            new = [name for name in learning if name not in known]
+            if new:
+                self._add_group([learning[name] for name in new])
+                self.optimizer_groups.append(new)
+        return self.optimizer
+
+    def _add_group(self, params: list[torch.nn.Parameter]) -> None:
+        first = {key: value for key, value in self.optimizer.param_groups[0].items() if key != "params"}
+        self.optimizer.add_param_group({"params": params, **first})
+
+    def _restore_optimizer(self, saved: dict) -> None:
+        """Rebuild the stream's optimizer over the same groups of parameters, hand it to the strategy (as when it
+        was first built), then load its state and hyperparameters."""
+        params = dict(self.model.named_parameters())
+        groups = saved["groups"]
+        self.optimizer = self.make_optimizer([params[name] for name in groups[0]])
+        for group in groups[1:]:
+            self._add_group([params[name] for name in group])
+        self.strategy.use_optimizer(self.optimizer)
+        self.optimizer.load_state_dict(saved["state"])
+        self.optimizer_groups = groups
 
     def _phase_data(self, phase: Phase):
         tasks = [self.stream.tasks[t] for t in phase.train_tasks]
@@ -128,8 +169,7 @@ class Trainer:
         x, y, task = self._phase_data(phase)
         n, size = len(x), self.settings.batch_size
         steps = self.settings.iters or self.settings.epochs * math.ceil(n / size)
-        optimizer = self.make_optimizer([p for p in self.model.parameters() if p.requires_grad])
-        self.strategy.use_optimizer(optimizer)
+        optimizer = self._optimizer()
         self.model.train()
         name = f"task {phase.row}" if len(phase.new_tasks) == 1 else "joint"
         step = 0

@@ -1,5 +1,6 @@
 """Strategies: EWC's Fisher and penalty, online EWC, SI's path integral, LwF, the replay memory, and resume."""
 
+import itertools
 import math
 
 import pandas as pd
@@ -8,8 +9,10 @@ import torch
 from torch import nn
 
 import clrelu.trainer
+from clrelu.errors import RunError
 from clrelu.models.mlp import MLP
-from clrelu.strategies.ewc import EWC, fisher_diagonal
+from clrelu.strategies.base import sgd_curvature_limit
+from clrelu.strategies.ewc import EWC, FISHER_LABELS, fisher_diagonal
 from clrelu.strategies.lwf import LwF
 from clrelu.strategies.replay import Replay
 from clrelu.strategies.si import SI
@@ -22,28 +25,56 @@ FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "s
         "trainer.batch_size=16"]
 
 
-def manual_fisher(model, x, y, task):
-    """Mean over samples of the squared gradient of log p(y|x), one backward pass per sample."""
+def manual_fisher(model, x, y, task, mode):
+    """The Fisher by its formula, one backward pass per sample and label: the mean over samples of
+    sum_labels weight * (d log p(label | x) / d theta)^2."""
     total = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    model.eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(x, task), 1)
+    if mode == "sampled":  # the same draws as the strategy makes, from the same generator state
+        drawn = torch.multinomial(probs, 1).squeeze(1)
     for i in range(len(x)):
-        model.zero_grad()
-        torch.log_softmax(model(x[i:i + 1], task), 1)[0, y[i]].backward()
-        for name, p in model.named_parameters():
-            if p.grad is not None:
-                total[name] += p.grad.pow(2)
+        if mode == "expected":
+            pairs = [(c, probs[i, c].item()) for c in range(probs.shape[1]) if probs[i, c] > 0]
+        else:
+            label = {"true": y[i], "predicted": probs[i].argmax(), "sampled": drawn[i] if mode == "sampled" else 0}
+            pairs = [(int(label[mode]), 1.0)]
+        for label, weight in pairs:
+            model.zero_grad()
+            torch.log_softmax(model(x[i:i + 1], task), 1)[0, label].backward()
+            for name, p in model.named_parameters():
+                if p.grad is not None:
+                    total[name] += weight * p.grad.pow(2)
     return {name: t / len(x) for name, t in total.items()}
 
 
+@pytest.mark.parametrize("labels", FISHER_LABELS)
 @pytest.mark.parametrize("activation", ["relu", "prelu"])  # prelu takes the generic per-sample (torch.func) path
-def test_fisher_is_the_mean_of_squared_log_likelihood_gradients(activation):
+def test_each_fisher_equals_its_formula(activation, labels):
     torch.manual_seed(0)
     model = MLP(6, CLASS3, hidden=[5, 4], activation=activation)
-    model.heads.add_task(0), model.heads.add_task(1)
+    model.heads.add_task(0), model.heads.add_task(1)  # 4 of the 6 class units active: 2 stay masked
     x, y = torch.rand(40, 6), torch.randint(0, 4, (40,))
-    fisher, expected = fisher_diagonal(model, x, y, 1), manual_fisher(model, x, y, 1)
+    torch.manual_seed(1)
+    fisher = fisher_diagonal(model, x, y, 1, labels)
+    torch.manual_seed(1)
+    expected = manual_fisher(model, x, y, 1, labels)
     assert set(fisher) == set(expected)
     for name in fisher:
         torch.testing.assert_close(fisher[name], expected[name], rtol=1e-4, atol=1e-7)
+
+
+def test_fisher_choices_differ_and_expected_is_the_mean_of_sampled():
+    torch.manual_seed(0)
+    model = MLP(6, TASK2, hidden=[5])
+    x, y = torch.rand(30, 6), torch.randint(0, 2, (30,))
+    fishers = {labels: fisher_diagonal(model, x, y, 0, labels)["trunk.0.weight"] for labels in FISHER_LABELS}
+    assert not torch.allclose(fishers["true"], fishers["expected"])
+    assert not torch.allclose(fishers["predicted"], fishers["expected"])
+    # the expected Fisher is the expectation of the sampled one over the drawn labels
+    draws = torch.stack([fisher_diagonal(model, x, y, 0, "sampled")["trunk.0.weight"] for _ in range(400)])
+    torch.testing.assert_close(draws.mean(0), fishers["expected"], rtol=0.1, atol=1e-6)
 
 
 class Scalar(nn.Module):
@@ -63,6 +94,17 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_follows_the_formula():
     assert ewc.penalty(model, None, 0).item() == pytest.approx(1.5 * 1.1)
     ewc.terms = ewc.terms[:1]
     assert ewc.penalty(model, None, 0).item() == 0.0
+
+
+def test_online_ewc_penalty_multiplies_the_running_fisher_by_gamma():
+    ewc = EWC(TASK2, ewc_lambda=4.0, online=True, gamma=0.5)
+    model = Scalar(1.0, 3.0)
+    ewc.terms = [({"theta": torch.tensor([2.0, 1.0])}, {"theta": torch.tensor([0.0, 1.0])})]
+    # lambda/2 * gamma * [2 * (1 - 0)^2 + 1 * (3 - 1)^2] = 2 * 0.5 * 6
+    assert ewc.penalty(model, None, 0).item() == pytest.approx(6.0)
+    ewc.online = False  # offline EWC: no gamma in its penalty
+    ewc._effective = None
+    assert ewc.penalty(model, None, 0).item() == pytest.approx(12.0)
 
 
 def test_online_ewc_decays_and_merges_into_one_term():
@@ -109,6 +151,118 @@ def test_si_importance_is_the_path_integral_of_a_quadratic():
     with torch.no_grad():
         model.theta.add_(0.5)
     assert si.penalty(model, None, 0).item() == pytest.approx(path / (delta ** 2 + eps) * 0.25)
+
+
+def quadratic_task(si, model, steps, eta, a, target):
+    """Train `model` with plain SGD on the task loss a/2 (theta - target)^2 plus SI's penalty, the way the trainer
+    does; return the thetas before each step."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=eta)
+    si.use_optimizer(optimizer)
+    si.before_task(model, 0)
+    thetas = []
+    for _ in range(steps):
+        thetas.append(model.theta.item())
+        loss = a / 2 * (model.theta - target).pow(2).sum()
+        penalty = si.penalty(model, None, 0)
+        optimizer.zero_grad()
+        (loss if penalty is None else loss + penalty).backward()
+        optimizer.step()
+        si.after_step(model)
+    thetas.append(model.theta.item())
+    return thetas
+
+
+@pytest.mark.parametrize("path_gradient", ["task_loss", "total_loss"])
+def test_si_path_integral_with_a_penalty_uses_the_gradient_it_names(path_gradient):
+    a, eta, c, eps = 2.0, 0.1, 0.5, 0.1
+    model = Scalar(1.0)
+    si = SI(TASK2, c=c, epsilon=eps, path_gradient=path_gradient)
+    quadratic_task(si, model, 3, eta, a, target=0.0)
+    si.after_task(model, 0, None, None)
+    omega, anchor = si.omega["theta"].item(), si.anchor["theta"].item()
+    assert omega > 0
+    thetas = quadratic_task(si, model, 4, eta, a, target=2.0)  # the second task pulls theta away from the anchor
+    task_grad = [a * (t - 2.0) for t in thetas[:-1]]
+    penalty_grad = [2 * c * omega * (t - anchor) for t in thetas[:-1]]
+    steps = [after - before for before, after in itertools.pairwise(thetas)]
+    grads = task_grad if path_gradient == "task_loss" else [g + h for g, h in zip(task_grad, penalty_grad)]
+    expected = -sum(g * d for g, d in zip(grads, steps))
+    assert si.path["theta"].item() == pytest.approx(expected, rel=1e-5)
+    other = -sum(g * d for g, d in zip(task_grad if path_gradient == "total_loss" else
+                                        [g + h for g, h in zip(task_grad, penalty_grad)], steps))
+    assert abs(other - expected) > 1e-3  # the two choices differ here
+
+
+def test_si_clips_negative_importance_at_zero_only_when_asked():
+    for clip, expected in ((True, [0.0, 0.5]), (False, [-1.0, 0.5])):
+        model = Scalar(0.0, 0.0)
+        si = SI(TASK2, c=1.0, epsilon=1.0, clip_importance=clip)
+        si.before_task(model, 0)
+        si.path = {"theta": torch.tensor([-1.0, 0.5])}  # omega / (0^2 + 1)
+        si.after_task(model, 0, None, None)
+        assert si.omega["theta"].tolist() == expected
+
+
+def test_sgd_curvature_limit_is_half_the_heavy_ball_stability_limit():
+    param = [torch.zeros(1, requires_grad=True)]
+    assert sgd_curvature_limit(torch.optim.SGD(param, lr=0.01, momentum=0.9)) == pytest.approx(190.0)
+    assert sgd_curvature_limit(torch.optim.SGD(param, lr=0.1)) == pytest.approx(10.0)
+    assert sgd_curvature_limit(torch.optim.SGD(param, lr=0.01, momentum=0.5, nesterov=True)) == pytest.approx(75.0)
+    assert sgd_curvature_limit(torch.optim.Adam(param, lr=0.001)) is None
+
+
+def test_max_curvature_caps_the_penalty_where_sgd_would_diverge():
+    ewc = EWC(TASK2, ewc_lambda=1000.0, max_curvature="auto")
+    ewc.terms = [({"theta": torch.tensor([0.1, 1.0])}, {"theta": torch.tensor([0.0, 0.0])})]
+    ewc.use_optimizer(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01, momentum=0.9))
+    # curvature lambda * F: 100 stays, 1000 is capped at 190; the penalty is half the curvature times delta^2
+    assert ewc.penalty(Scalar(1.0, 1.0), None, 0).item() == pytest.approx(50.0 + 95.0)
+    ewc.use_optimizer(torch.optim.Adam([torch.zeros(1, requires_grad=True)]))
+    assert ewc.penalty(Scalar(1.0, 1.0), None, 0).item() == pytest.approx(50.0 + 500.0)
+
+
+def test_a_stiff_si_penalty_finishes_under_sgd_with_the_cap_and_diverges_without(tmp_path):
+    args = [*FAST, "strategy=si", "strategy.c=1e6", "stream.n_tasks=3"]
+    assert run_in_process(tmp_path / "capped", *args).status == "finished"
+    with pytest.raises(RunError, match="the loss became"):
+        run_in_process(tmp_path / "uncapped", *args, "strategy.max_curvature=null")
+
+
+def kl(p_logits, q_logits, temperature):
+    """KL(softmax(p/T) || softmax(q/T)) by its formula, averaged over the rows."""
+    p, q = torch.softmax(p_logits / temperature, 1), torch.softmax(q_logits / temperature, 1)
+    return (p * (p.log() - q.log())).sum(1).mean()
+
+
+@pytest.mark.parametrize("t_squared", [False, True])
+def test_lwf_penalty_is_alpha_times_the_sum_of_kls_over_the_old_heads(t_squared):
+    torch.manual_seed(0)
+    layout = HeadLayout("task", n_tasks=3, classes_per_task=2)
+    model = MLP(6, layout, hidden=[5])
+    lwf = LwF(layout, alpha=0.7, temperature=2.0, t_squared=t_squared)
+    lwf.before_task(model, 2)
+    x_fixed = torch.rand(8, 6)
+    old = [model(x_fixed, t).detach() for t in (0, 1)]
+    with torch.no_grad():
+        model.trunk[0].weight.add_(0.5)
+    new = [model(x_fixed, t).detach() for t in (0, 1)]
+    expected = 0.7 * (kl(old[0], new[0], 2.0) + kl(old[1], new[1], 2.0)) * (4.0 if t_squared else 1.0)
+    assert lwf.penalty(model, x_fixed, 2).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_lwf_distils_only_the_units_of_earlier_classes_in_the_class_scenario():
+    torch.manual_seed(0)
+    model = MLP(6, CLASS3, hidden=[5])
+    for t in range(3):
+        model.begin_task(t)
+    lwf = LwF(CLASS3, alpha=1.0, temperature=2.0)
+    lwf.before_task(model, 2)
+    x = torch.rand(8, 6)
+    old = model(x, 2).detach()
+    with torch.no_grad():
+        model.trunk[0].weight.add_(0.5)
+    expected = kl(old[:, :4], model(x, 2).detach()[:, :4], 2.0)  # the 4 units of tasks 0 and 1
+    assert lwf.penalty(model, x, 2).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("scenario", ["task", "domain", "class"])
@@ -182,9 +336,10 @@ def test_pnn_and_the_joint_regime_refuse_strategies(tmp_path):
     assert done.stderr.startswith("clrelu: error: strategy=lwf has nothing to protect with trainer.regime=joint")
 
 
-@pytest.mark.parametrize("strategy", ["ewc", "si", "lwf", "replay"])
+@pytest.mark.parametrize("strategy", ["ewc", "si", "lwf", "replay", "naive trainer.reset_optimizer=false"])
 def test_a_run_with_a_strategy_resumes_to_the_same_csvs(tmp_path, monkeypatch, strategy):
-    args = [*FAST, f"strategy={strategy}", "optimizer=adam", "stream.n_tasks=3"]
+    name, *more = strategy.split()
+    args = [*FAST, f"strategy={name}", *more, "optimizer=adam", "stream.n_tasks=3"]
     run_in_process(tmp_path / "whole", *args)
     train = clrelu.trainer.Trainer._train
 

@@ -74,3 +74,21 @@ def test_task_heads_route_a_mixed_batch_like_single_task_batches():
     mixed = heads(x, tasks)
     for i in range(6):
         torch.testing.assert_close(mixed[i], heads(x[i:i + 1], int(tasks[i]))[0])
+
+
+@pytest.mark.parametrize("reset, steps", [(True, 5), (False, 15)])
+def test_reset_optimizer_false_keeps_adams_state_across_tasks(tmp_path, monkeypatch, reset, steps):
+    import clrelu.trainer
+
+    built = []
+    make = clrelu.trainer.Trainer._optimizer
+
+    def keep(self):
+        built.append(make(self))
+        return built[-1]
+
+    monkeypatch.setattr(clrelu.trainer.Trainer, "_optimizer", keep)
+    run_in_process(tmp_path, *FAST, "stream.n_tasks=3", "stream.scenario=domain", "optimizer=adam", "trainer.iters=5",
+                   f"trainer.reset_optimizer={str(reset).lower()}")
+    assert len({id(o) for o in built}) == (3 if reset else 1)
+    assert {state["step"].item() for state in built[-1].state.values()} == {steps}

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
+from clrelu import checks
 from clrelu.models.base import ContinualModel
 from clrelu.streams.base import HeadLayout
+
+log = logging.getLogger(__name__)
 
 
 class Strategy:
@@ -13,7 +18,9 @@ class Strategy:
 
     before_task (after model.begin_task) -> use_optimizer -> per step: batch, penalty, after_step -> after_task,
 
-    and saves `state_dict()` in every checkpoint so that a resumed run continues exactly.
+    (use_optimizer only when the trainer builds an optimizer: every task, or once with
+    `trainer.reset_optimizer=false`), and saves `state_dict()` in every checkpoint so that a resumed run
+    continues exactly.
     """
 
     def __init__(self, layout: HeadLayout):
@@ -73,3 +80,65 @@ def weighted_distance(model: ContinualModel, importance: dict[str, torch.Tensor]
     (the quadratic penalty of EWC and SI)."""
     params = dict(model.named_parameters())
     return sum((weight * (params[name] - anchor[name]).pow(2)).sum() for name, weight in importance.items())
+
+
+def sgd_curvature_limit(optimizer: torch.optim.Optimizer) -> float | None:
+    """Half the largest curvature of a quadratic on which the optimizer's steps stay stable, for plain SGD;
+    None for any other optimizer.
+
+    SGD with learning rate lr, momentum b and dampening d is stable on a quadratic of curvature k iff
+    lr (1 - d) k < 2 (1 + b) (heavy-ball momentum, Polyak 1964), or < 2 (1 + b) / (1 + 2 b) with Nesterov
+    momentum. Adaptive optimizers (Adam, AdamW, RMSprop, Adagrad, ...) keep each step within about lr whatever
+    the curvature, so a stiff penalty makes them oscillate around its anchor but never diverge.
+    """
+    if type(optimizer) is not torch.optim.SGD:
+        return None
+    limits = []
+    for group in optimizer.param_groups:
+        b = group["momentum"]
+        step = group["lr"] * (1 - group["dampening"] if b > 0 else 1)
+        bound = 2 * (1 + b) / (1 + 2 * b) if group["nesterov"] else 2 * (1 + b)
+        if step > 0:
+            limits.append(bound / 2 / step)
+    return min(limits, default=None)
+
+
+class CurvatureCap:
+    """A cap on the curvature a quadratic penalty has in each parameter (2 x its importance), so that the default
+    optimizer cannot diverge on a stiff penalty (config key `strategy.max_curvature`).
+
+    `auto`: under plain SGD, half the stability limit of `sgd_curvature_limit` (the other half leaves room for
+    the task loss's own curvature), and no cap under other optimizers; a number: that cap; null: no cap (as the
+    papers). Where it binds, the parameter's importance is scaled down to the cap, and the run's log says so.
+    """
+
+    def __init__(self, strategy: str, setting):
+        self.strategy = strategy
+        if setting is not None and setting != "auto":
+            setting = checks.number("strategy.max_curvature", setting, above=0)
+        self.setting = setting
+        self.limit = None if setting in (None, "auto") else setting
+
+    def use_optimizer(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Take the limit from the optimizer (with `auto`); whether the limit changed."""
+        if self.setting != "auto":
+            return False
+        limit = sgd_curvature_limit(optimizer)
+        changed, self.limit = limit != self.limit, limit
+        return changed
+
+    def factors(self, curvature: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per parameter whose curvature exceeds the cap somewhere, the factor (<= 1) that brings it to the cap."""
+        if self.limit is None:
+            return {}
+        factors, capped, total = {}, 0, 0
+        for name, k in curvature.items():
+            over = k > self.limit
+            total += k.numel()
+            if over.any():
+                factors[name] = torch.where(over, self.limit / k, torch.ones_like(k))
+                capped += int(over.sum())
+        if capped:
+            log.info("%s: penalty curvature capped at %.4g (strategy.max_curvature) in %d of %d parameters",
+                     self.strategy, self.limit, capped, total)
+        return factors

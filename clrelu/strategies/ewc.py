@@ -1,4 +1,4 @@
-"""Elastic weight consolidation (Kirkpatrick et al. 2017), and online EWC (Schwarz et al. 2018)."""
+"""Elastic weight consolidation (Kirkpatrick et al. 2017) and online EWC (Schwarz et al. 2018)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,28 @@ from torch.nn import functional as F
 
 from clrelu import checks
 from clrelu.models.base import ContinualModel
-from clrelu.strategies.base import Strategy, trainable, weighted_distance
+from clrelu.strategies.base import CurvatureCap, Strategy, trainable, weighted_distance
 from clrelu.streams.base import HeadLayout
 
 CHUNK = 1024  # samples per forward pass when computing the Fisher
+FISHER_LABELS = ("expected", "true", "predicted", "sampled")
+
+
+def _labels(logits: torch.Tensor, y: torch.Tensor, mode: str) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """The labels whose log-likelihood gradients enter the Fisher, each with a weight per sample (None: 1).
+
+    expected: every class c the head can answer, weighted by p(c | x) (the exact Fisher); true: the data's
+    labels (the empirical Fisher); predicted: the model's argmax; sampled: one label drawn from p(. | x).
+    """
+    if mode == "true":
+        return [(y, None)]
+    if mode == "predicted":
+        return [(logits.argmax(1), None)]
+    probs = F.softmax(logits.detach(), dim=1)
+    if mode == "sampled":
+        return [(torch.multinomial(probs, 1).squeeze(1), None)]
+    answerable = torch.isfinite(logits[0]).nonzero().squeeze(1).tolist()  # masked units of the class scenario: -inf
+    return [(torch.full_like(y, c), probs[:, c]) for c in answerable]
 
 
 def _log_likelihood(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -20,12 +38,13 @@ def _log_likelihood(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(logits, dim=1).gather(1, y.view(-1, 1)).squeeze(1)
 
 
-def _linear_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: torch.Tensor, task: int):
-    """The summed squared per-sample gradients when every trainable parameter is the weight or bias of a
-    linear layer called at most once per forward pass, or None when the model is not like that.
+def _linear_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: torch.Tensor, task: int, mode: str):
+    """The summed (weighted) squared per-sample gradients when every trainable parameter is the weight or bias of
+    a linear layer called at most once per forward pass, or None when the model is not like that.
 
-    Per sample n, the gradient of a linear layer's weight is the outer product of the gradient at its
-    output (d_n) and its input (a_n), so the sum over n of its square is (d^2)^T (a^2): one matmul.
+    Per sample n and label, the gradient of a linear layer's weight is the outer product of the gradient at its
+    output (d_n) and its input (a_n), so the weighted sum over n of its square is (w * d^2)^T (a^2): one matmul
+    per layer, after one backward pass per label (for `expected`, one per class the head can answer).
     """
     linears = {m: (m.weight, m.bias) for m in model.modules() if isinstance(m, nn.Linear)}
     owned = {id(p) for pair in linears.values() for p in pair if p is not None}
@@ -35,29 +54,35 @@ def _linear_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: torc
     sums = {name: torch.zeros_like(p) for name, p in params.items()}
     for start in range(0, len(x), CHUNK):
         calls = []
-        hooks = [m.register_forward_hook(lambda mod, inp, out: calls.append((mod, inp[0].detach(), out)))
+        hooks = [m.register_forward_hook(lambda mod, inp, out, calls=calls: calls.append((mod, inp[0].detach(), out)))
                  for m in linears]
         try:
-            total = _log_likelihood(model(x[start:start + CHUNK], task), y[start:start + CHUNK]).sum()
+            logits = model(x[start:start + CHUNK], task)
         finally:
             for hook in hooks:
                 hook.remove()
         if len({id(mod) for mod, _, _ in calls}) != len(calls):
             return None  # a layer used twice: the outer-product shortcut does not hold
         used = [(mod, a, out) for mod, a, out in calls if out.requires_grad]
-        grads = torch.autograd.grad(total, [out for _, _, out in used], allow_unused=True)
-        for (mod, a, _), d in zip(used, grads):
-            if d is None:
-                continue
+        squares = [torch.zeros_like(out) for _, _, out in used]
+        pairs = _labels(logits, y[start:start + CHUNK], mode)
+        for i, (labels, weight) in enumerate(pairs):
+            total = _log_likelihood(logits, labels).sum()
+            grads = torch.autograd.grad(total, [out for _, _, out in used], allow_unused=True,
+                                        retain_graph=i + 1 < len(pairs))
+            for square, d in zip(squares, grads):
+                if d is not None:
+                    square += d.pow(2) if weight is None else d.pow(2) * weight[:, None]
+        for (mod, a, _), square in zip(used, squares):
             if id(mod.weight) in names:
-                sums[names[id(mod.weight)]] += d.pow(2).T @ a.pow(2)
+                sums[names[id(mod.weight)]] += square.T @ a.pow(2)
             if mod.bias is not None and id(mod.bias) in names:
-                sums[names[id(mod.bias)]] += d.pow(2).sum(0)
+                sums[names[id(mod.bias)]] += square.sum(0)
     return sums
 
 
-def _per_sample_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: torch.Tensor, task: int):
-    """The summed squared per-sample gradients of any model, with torch.func (slower)."""
+def _per_sample_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: torch.Tensor, task: int, mode: str):
+    """The summed (weighted) squared per-sample gradients of any model, with torch.func (slower)."""
     detached = {name: p.detach() for name, p in params.items()}
     buffers = dict(model.named_buffers())
 
@@ -67,20 +92,33 @@ def _per_sample_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: 
     per_sample = vmap(grad(log_likelihood), in_dims=(None, 0, 0))
     sums = {name: torch.zeros_like(p) for name, p in params.items()}
     for start in range(0, len(x), 256):
-        for name, g in per_sample(detached, x[start:start + 256], y[start:start + 256]).items():
-            sums[name] += g.pow(2).sum(0)
+        xs = x[start:start + 256]
+        with torch.no_grad():
+            logits = model(xs, task)
+        for labels, weight in _labels(logits, y[start:start + 256], mode):
+            for name, g in per_sample(detached, xs, labels).items():
+                square = g.pow(2)
+                if weight is not None:
+                    square = square * weight.view(-1, *[1] * (g.dim() - 1))
+                sums[name] += square.sum(0)
     return sums
 
 
-def fisher_diagonal(model: ContinualModel, x: torch.Tensor, y: torch.Tensor, task: int) -> dict[str, torch.Tensor]:
-    """The diagonal Fisher: the mean over the samples of the squared gradient of log p(y | x) per parameter."""
+def fisher_diagonal(model: ContinualModel, x: torch.Tensor, y: torch.Tensor, task: int,
+                    labels: str = "expected") -> dict[str, torch.Tensor]:
+    """The diagonal Fisher of the trainable parameters on the samples x, with the model in evaluation mode.
+
+    expected: the exact Fisher, mean over x of sum_c p(c | x) (d log p(c | x) / d theta)^2; true, predicted and
+    sampled: the mean over x of the squared gradient of log p(label | x) for that one label per sample.
+    """
+    checks.choice("strategy.fisher_labels", labels, FISHER_LABELS)
     params = trainable(model)
     was_training = model.training
     model.eval()
     try:
-        sums = _linear_fisher(model, params, x, y, task)
+        sums = _linear_fisher(model, params, x, y, task, labels)
         if sums is None:
-            sums = _per_sample_fisher(model, params, x, y, task)
+            sums = _per_sample_fisher(model, params, x, y, task, labels)
     finally:
         model.train(was_training)
     return {name: s / len(x) for name, s in sums.items()}
@@ -89,39 +127,64 @@ def fisher_diagonal(model: ContinualModel, x: torch.Tensor, y: torch.Tensor, tas
 class EWC(Strategy):
     """Penalty `ewc_lambda / 2 * sum_t sum_i F_t,i (theta_i - theta*_t,i)^2`, one term per finished task.
 
-    F_t is the diagonal Fisher on task t's training data (true labels; `fisher_samples` draws a
-    random subset), theta*_t the parameters when task t ended. With `online`, one running term:
-    F = gamma * F + F_t and theta* = the parameters after the latest task.
+    F_t is the diagonal Fisher on task t's training data (labels from `fisher_labels`; `fisher_samples` draws a
+    random subset), theta*_t the parameters when task t ended. With `online` (Schwarz et al. 2018), one running
+    term: F = gamma * F + F_t, theta* = the parameters after the latest task, and the penalty
+    `ewc_lambda / 2 * gamma * sum_i F_i (theta_i - theta*_i)^2` (van de Ven et al.'s ewc_loss). `max_curvature`
+    caps each parameter's penalty curvature (see base.CurvatureCap).
     """
 
     def __init__(self, layout: HeadLayout, ewc_lambda: float = 200.0, online: bool = False, gamma: float = 1.0,
-                 fisher_samples: int | None = None):
+                 fisher_labels: str = "expected", fisher_samples: int | None = None, max_curvature="auto"):
         super().__init__(layout)
         self.ewc_lambda = checks.number("strategy.ewc_lambda", ewc_lambda, minimum=0)
         self.online = checks.boolean("strategy.online", online)
         self.gamma = checks.number("strategy.gamma", gamma, minimum=0, maximum=1)
+        self.fisher_labels = checks.choice("strategy.fisher_labels", fisher_labels, FISHER_LABELS)
         self.fisher_samples = checks.optional_limit("strategy.fisher_samples", fisher_samples)
+        self.cap = CurvatureCap("ewc", max_curvature)
         self.terms: list[tuple[dict, dict]] = []  # (Fisher, anchor) per task; one merged term when online
+        self._effective: list[tuple[dict, dict]] | None = None  # the terms as the penalty uses them
+        self._effective_of: list | None = None  # the list of terms they were computed from
+
+    def use_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.cap.use_optimizer(optimizer):
+            self._effective = None
+
+    def _terms(self) -> list[tuple[dict, dict]]:
+        """(importance, anchor) per term, with importance = ewc_lambda / 2 * (gamma when online) * F, capped."""
+        if self._effective is None or self._effective_of is not self.terms:
+            self._effective_of = self.terms
+            scale = self.ewc_lambda / 2 * (self.gamma if self.online else 1.0)
+            terms = [({name: scale * f for name, f in fisher.items()}, anchor) for fisher, anchor in self.terms]
+            # the penalty's curvature in a parameter is twice the sum of its importances over the terms
+            factors = self.cap.factors({name: 2 * sum(t[0][name] for t in terms if name in t[0])
+                                        for name in {n for t in terms for n in t[0]}})
+            self._effective = [({name: f * factors[name] if name in factors else f for name, f in imp.items()},
+                                anchor) for imp, anchor in terms]
+        return self._effective
 
     def penalty(self, model: ContinualModel, x: torch.Tensor, task) -> torch.Tensor | None:
         if not self.terms:
             return None
-        return self.ewc_lambda / 2 * sum(weighted_distance(model, fisher, anchor) for fisher, anchor in self.terms)
+        return sum(weighted_distance(model, importance, anchor) for importance, anchor in self._terms())
 
     def after_task(self, model: ContinualModel, task_id: int, x: torch.Tensor, y: torch.Tensor) -> None:
         if self.fisher_samples is not None and self.fisher_samples < len(x):
             keep = torch.randperm(len(x))[:self.fisher_samples].to(x.device)
             x, y = x[keep], y[keep]
-        fisher = fisher_diagonal(model, x, y, task_id)
+        fisher = fisher_diagonal(model, x, y, task_id, self.fisher_labels)
         anchor = {name: p.detach().clone() for name, p in trainable(model).items()}
         if self.online and self.terms:
             previous = self.terms[0][0]
             fisher = {name: f + self.gamma * previous.get(name, torch.zeros_like(f)) for name, f in fisher.items()}
             self.terms = []
         self.terms.append((fisher, anchor))
+        self._effective = None
 
     def state_dict(self) -> dict:
         return {"terms": self.terms}
 
     def load_state_dict(self, state: dict) -> None:
         self.terms = state["terms"]
+        self._effective = None
