@@ -67,6 +67,31 @@ def test_class_heads_mask_unseen_units():
     assert torch.isfinite(heads(torch.randn(4, 3), 0)[:, :4]).all()
 
 
+def test_active_classes_all_masks_nothing_and_seen_in_training_masks_only_in_training():
+    x = torch.randn(4, 3)
+    heads = Heads(3, HeadLayout("class", n_tasks=3, classes_per_task=2, active_classes="all"))
+    assert torch.isfinite(heads(x, 0)).all() and heads.knows(2)  # before any task, and for every task
+    with torch.inference_mode():
+        assert torch.isfinite(heads(x, 0)).all()
+    heads = Heads(3, HeadLayout("class", n_tasks=3, classes_per_task=2, active_classes="seen_in_training"))
+    heads.add_task(0)
+    assert torch.isinf(heads(x, 0)[:, 2:]).all() and heads.knows(2)  # training, the Fisher, LwF's targets
+    with torch.inference_mode():  # evaluation
+        assert torch.isfinite(heads(x, 0)).all()
+
+
+def test_active_classes_change_the_rows_they_should(tmp_path):
+    args = [*FAST, "stream.scenario=class", "stream.n_tasks=3"]
+    run_in_process(tmp_path / "seen", *args)
+    run_in_process(tmp_path / "hsu", *args, "stream.active_classes=seen_in_training")
+    run_in_process(tmp_path / "all", *args, "stream.active_classes=all")
+    seen, hsu, every = (read_accuracy(tmp_path / name) for name in ("seen", "hsu", "all"))
+    assert seen.isna().sum().sum() == 3 and hsu.notna().all().all() and every.notna().all().all()
+    # seen_in_training trains exactly as seen: after the last task every unit is active in both
+    assert hsu.loc[2].tolist() == seen.loc[2].tolist()
+    assert not every.loc[2].equals(seen.loc[2])  # training on every unit from the start changes the run
+
+
 def test_task_heads_route_a_mixed_batch_like_single_task_batches():
     heads = Heads(3, HeadLayout("task", n_tasks=3, classes_per_task=2))
     x = torch.randn(6, 3)

@@ -22,8 +22,14 @@ class Heads(nn.Module):
     """The output layer of a model, laid out for its stream's scenario.
 
     Each head is a linear layer, or with `tower_hidden` a small tower (linear, activation, linear).
-    In the class scenario only the units of tasks added with `add_task` are active, in training and
-    in evaluation: the others get a logit of -inf, so they are never predicted and get no gradient.
+    In the class scenario the layout's `active_classes` says which units are active; the others get a
+    logit of -inf, so they are never predicted and get no gradient:
+
+    - seen: the units of tasks added with `add_task`, in training and in evaluation;
+    - all: every unit of the stream, always (van de Ven et al. 2022's code: active classes "all");
+    - seen_in_training: the added tasks' units, except in evaluation (forward passes under
+      torch.inference_mode, as the trainer evaluates), which uses every unit (Hsu et al. 2018's code:
+      the loss and the Fisher use the first valid_out_dim outputs, validation takes the argmax of all).
     """
 
     def __init__(self, in_features: int, layout: HeadLayout, tower_hidden: int | None = None,
@@ -49,8 +55,13 @@ class Heads(nn.Module):
             self.active[units.start:units.stop] = True
 
     def knows(self, task_id: int) -> bool:
-        """Whether the heads can answer for task `task_id` (the class scenario: once it was added)."""
-        return self.layout.scenario != "class" or bool(self.added[task_id])
+        """Whether the heads can answer for task `task_id` (the class scenario with `seen`: once it was added)."""
+        return self.layout.scenario != "class" or self.layout.active_classes != "seen" or bool(self.added[task_id])
+
+    def _masked(self) -> bool:
+        """Whether the units of tasks not added yet get -inf in this forward pass."""
+        active = self.layout.active_classes
+        return active == "seen" or (active == "seen_in_training" and not torch.is_inference_mode_enabled())
 
     def forward(self, features: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
         """Logits for a batch whose samples all belong to task `task`, or to the tasks in tensor `task`."""
@@ -59,6 +70,6 @@ class Heads(nn.Module):
                 return self.layers[task](features)
             return route_by_task(features, task, self.layout.head_width, lambda rows, t: self.layers[t](rows))
         logits = self.layers[0](features)
-        if self.layout.scenario == "class":
+        if self.layout.scenario == "class" and self._masked():
             logits = logits.masked_fill(~self.active, float("-inf"))
         return logits

@@ -9,6 +9,9 @@ import torch
 from clrelu import checks
 
 SCENARIOS = ("task", "domain", "class")
+# the class scenario's output units that are active (the others get a logit of -inf): those of the classes seen so far
+# in training and evaluation, every unit in both, or the seen ones in training and every unit in evaluation
+ACTIVE_CLASSES = ("seen", "all", "seen_in_training")
 
 
 @dataclass
@@ -30,6 +33,7 @@ class HeadLayout:
     scenario: str
     n_tasks: int
     classes_per_task: int
+    active_classes: str = "seen"  # one of ACTIVE_CLASSES; only the class scenario uses it
 
     @property
     def n_heads(self) -> int:
@@ -52,6 +56,7 @@ class Stream:
     tasks: list[Task]
     scenario: str
     classes_per_task: int
+    active_classes: str = "seen"
 
     @property
     def n_tasks(self) -> int:
@@ -63,7 +68,7 @@ class Stream:
 
     @property
     def layout(self) -> HeadLayout:
-        return HeadLayout(self.scenario, self.n_tasks, self.classes_per_task)
+        return HeadLayout(self.scenario, self.n_tasks, self.classes_per_task, self.active_classes)
 
     def to(self, device: torch.device) -> "Stream":
         for task in self.tasks:
@@ -96,13 +101,14 @@ def limit(x: torch.Tensor, y: torch.Tensor, n: int | None, generator: torch.Gene
     return x[keep], y[keep]
 
 
-def make_stream(parts: list[TaskData], scenario: str) -> Stream:
-    """Number the tasks and map local labels to the targets of `scenario`.
+def make_stream(parts: list[TaskData], scenario: str, active_classes: str = "seen") -> Stream:
+    """Number the tasks and map local labels to the targets of `scenario` (`active_classes`: see ACTIVE_CLASSES).
 
     task and domain keep the local label (0..c-1); class shifts task t's labels by t*c so that
     one shared head has a unit for every class of the stream.
     """
     checks.choice("stream.scenario", scenario, SCENARIOS)
+    checks.choice("stream.active_classes", active_classes, ACTIVE_CLASSES)
     c = len(parts[0].classes)
     if any(len(p.classes) != c for p in parts):
         raise ValueError("every task of a stream must have the same number of classes")
@@ -111,4 +117,4 @@ def make_stream(parts: list[TaskData], scenario: str) -> Stream:
         shift = t * c if scenario == "class" else 0
         tasks.append(Task(t, part.classes, as_float(part.x_train), part.y_train + shift,
                           as_float(part.x_test), part.y_test + shift))
-    return Stream(tasks, scenario, c)
+    return Stream(tasks, scenario, c, active_classes)

@@ -19,7 +19,7 @@ def _memory_bytes() -> int:
 
 
 def permuted_stream(dataset: str, root: str, scenario: str, n_tasks: int, seed: int,
-                    train_limit: int | None, test_limit: int | None) -> Stream:
+                    train_limit: int | None, test_limit: int | None, active_classes: str = "seen") -> Stream:
     """`n_tasks` tasks, each with all classes and pixels shuffled by a permutation drawn from `seed`."""
     n_tasks = checks.integer("stream.n_tasks", n_tasks, minimum=1)
     train_limit = checks.optional_limit("stream.train_limit", train_limit)
@@ -40,4 +40,4 @@ def permuted_stream(dataset: str, root: str, scenario: str, n_tasks: int, seed: 
         x_train, y_train = limit(data.x_train, data.y_train, train_limit, generator)
         x_test, y_test = limit(data.x_test, data.y_test, test_limit, generator)
         parts.append(TaskData(data.class_names, x_train[:, permutation], y_train, x_test[:, permutation], y_test))
-    return make_stream(parts, scenario)
+    return make_stream(parts, scenario, active_classes)

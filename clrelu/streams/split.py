@@ -38,7 +38,8 @@ def _select(x: torch.Tensor, y: torch.Tensor, classes: list[int], n_classes: int
 
 
 def split_stream(dataset: str, root: str, scenario: str, n_tasks: int | None, classes_per_task: int,
-                 class_order, seed: int, train_limit: int | None, test_limit: int | None) -> Stream:
+                 class_order, seed: int, train_limit: int | None, test_limit: int | None,
+                 active_classes: str = "seen") -> Stream:
     """Split `dataset` into tasks of `classes_per_task` classes (all of them when `n_tasks` is null)."""
     train_limit = checks.optional_limit("stream.train_limit", train_limit)
     test_limit = checks.optional_limit("stream.test_limit", test_limit)
@@ -52,4 +53,4 @@ def split_stream(dataset: str, root: str, scenario: str, n_tasks: int | None, cl
         x_test, y_test = limit(*_select(data.x_test, data.y_test, classes, n_classes), test_limit, generator)
         names = tuple(data.class_names[k] for k in classes)
         parts.append(TaskData(names, x_train, y_train, x_test, y_test))
-    return make_stream(parts, scenario)
+    return make_stream(parts, scenario, active_classes)

@@ -10,7 +10,7 @@ from clrelu.streams.base import Stream, TaskData, limit, make_stream
 
 def synthetic_stream(scenario: str, n_tasks: int, classes_per_task: int, n_features: int, train_per_class: int,
                      test_per_class: int, noise: float, seed: int, train_limit: int | None,
-                     test_limit: int | None) -> Stream:
+                     test_limit: int | None, active_classes: str = "seen") -> Stream:
     """`n_tasks` tasks of `classes_per_task` classes; each class is a Gaussian around its own random mean."""
     n_tasks = checks.integer("stream.n_tasks", n_tasks, minimum=1)
     c = checks.integer("stream.classes_per_task", classes_per_task, minimum=1)
@@ -35,4 +35,4 @@ def synthetic_stream(scenario: str, n_tasks: int, classes_per_task: int, n_featu
         names = tuple(f"c{k}" for k in classes)
         parts.append(TaskData(names, *sample(classes, train_per_class, train_limit),
                               *sample(classes, test_per_class, test_limit)))
-    return make_stream(parts, scenario)
+    return make_stream(parts, scenario, active_classes)
