@@ -125,29 +125,47 @@ def test_pnn_never_changes_old_predictions(tmp_path):
                 assert torch.equal(final[name], value), name
 
 
-def test_pnn_columns_have_lateral_adapters_from_every_earlier_column():
+def test_pnn_mlp_adapters_have_the_shape_of_eq_2_of_the_paper():
     model = ProgressiveNet(12, TASK3, hidden=[8, 6])
     for t in range(3):
         model.begin_task(t)
     for k, column in enumerate(model.columns):
         assert len(column.layers) == 3  # two hidden layers and the output layer
-        for into_layer, adapters in enumerate(column.laterals, start=1):
-            assert len(adapters) == k
-            for adapter in adapters:
-                assert adapter.in_features == [8, 6][into_layer - 1]
+        assert len(column.laterals) == (2 if k else 0)  # into hidden layer 2 and the output layer
+        for i, adapter in enumerate(column.laterals, start=1):
+            n_before, n_into = [8, 6][i - 1], [6, 2][i - 1]  # widths of layers i-1 and i
+            assert adapter.alpha.shape == () and 0 <= adapter.alpha.item() < 0.1  # a learned scalar, small
+            assert adapter.projection().shape == (n_before, n_before * k)  # V: the k earlier columns
+            assert adapter.project_bias.shape == (n_before,)
+            assert adapter.lateral.weight.shape == (n_into, n_before) and adapter.lateral.bias is None  # U
     assert not any(p.requires_grad for p in model.columns[0].parameters())
     assert all(p.requires_grad for p in model.columns[2].parameters())
+    h = [torch.rand(5, 8), torch.rand(5, 8)]  # layer 1 of columns 0 and 1
+    adapter = model.columns[2].laterals[0]
+    v = adapter.projection()
+    expected = adapter.lateral(torch.relu(adapter.alpha * torch.cat(h, 1) @ v.T + adapter.project_bias))
+    torch.testing.assert_close(adapter(h), expected)
+
+
+def test_pnn_linear_adapters_map_every_earlier_column():
+    model = ProgressiveNet(12, TASK3, hidden=[8, 6], adapter="linear")
+    for t in range(3):
+        model.begin_task(t)
+    for k, column in enumerate(model.columns):
+        for i, adapter in enumerate(column.laterals, start=1):
+            assert [m.weight.shape for m in adapter.maps] == [([6, 2][i - 1], [8, 6][i - 1])] * k
     no_lateral = ProgressiveNet(12, TASK3, hidden=[8], lateral=False)
     no_lateral.begin_task(0), no_lateral.begin_task(1)
-    assert all(len(a) == 0 for a in no_lateral.columns[1].laterals)
+    assert len(no_lateral.columns[1].laterals) == 0
 
 
-def test_pnn_parameter_count_grows_per_task(tmp_path):
-    run_model(tmp_path, "pnn", "stream.n_tasks=3", "model.hidden=[32]")
+@pytest.mark.parametrize("adapter, lateral", [("mlp", 1 + 32 * 32 + 32 + 32 * 2), ("linear", 32 * 2)])
+def test_pnn_parameter_count_grows_per_task(tmp_path, adapter, lateral):
+    run_model(tmp_path, "pnn", "stream.n_tasks=3", "model.hidden=[32]", f"model.adapter={adapter}")
     evals = pd.read_csv(tmp_path / "evals.csv").groupby("after_task").n_params.first()
     assert evals.loc[-1] == 0 and evals.loc[0] < evals.loc[1] < evals.loc[2]
     column = 32 * 32 + 32 + 32 * 2 + 2  # synthetic inputs have 32 features
-    assert evals.loc[0] == column and evals.loc[1] == 2 * column + 32 * 2  # + the adapter into the output layer
+    assert evals.loc[0] == column and evals.loc[1] == 2 * column + lateral  # + the adapter into the output layer
 
 
 def test_pnn_refuses_other_scenarios_and_regimes(tmp_path):

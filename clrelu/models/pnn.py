@@ -13,25 +13,81 @@ from clrelu.models.units import UnitLayer
 from clrelu.streams.base import HeadLayout
 
 
+ADAPTERS = ("mlp", "linear")
+ALPHA_INIT = 0.1  # the MLP adapter's scalar starts uniform in [0, ALPHA_INIT): "a random small value" (Rusu et al.)
+
+
+class LinearAdapter(nn.Module):
+    """Rusu et al. (2016)'s eq. 1 lateral connection: sum_j U^(k:j) h^(j), one linear map per earlier column j."""
+
+    def __init__(self, width_in: int, width_out: int, n_earlier: int):
+        super().__init__()
+        self.maps = nn.ModuleList(nn.Linear(width_in, width_out, bias=False) for _ in range(n_earlier))
+
+    def reader(self, column: int) -> nn.Linear:
+        """The linear layer that reads earlier column `column` (its weight's columns are that column's outputs)."""
+        return self.maps[column]
+
+    def forward(self, earlier: list[torch.Tensor]) -> torch.Tensor:
+        return sum(u(h) for u, h in zip(self.maps, earlier))
+
+
+class MLPAdapter(nn.Module):
+    """Rusu et al. (2016)'s eq. 2 lateral connection: U sigma(V alpha h^(<k)).
+
+    h^(<k) concatenates layer i-1 of the k-1 earlier columns (n_{i-1} outputs each), alpha is a learned scalar
+    initialised to a random small value, V (n_{i-1} x n_{i-1}(k-1), with a bias) projects it to one column's
+    layer (n_{i-1} units), sigma is the non-linearity (the model's activation) and U (n_i x n_{i-1}) the lateral
+    weights into layer i (no bias: layer i has its own). V is kept as one block per earlier column, [V_1 ... V_{k-1}],
+    initialised as one nn.Linear of the concatenation would be, so that each block reads one column's outputs.
+    """
+
+    def __init__(self, width_in: int, units: int, width_out: int, n_earlier: int, activation: str):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.rand(()) * ALPHA_INIT)
+        whole = nn.Linear(width_in * n_earlier, units)  # V, for PyTorch's initialisation of the whole projection
+        self.project = nn.ModuleList(nn.Linear(width_in, units, bias=False) for _ in range(n_earlier))
+        with torch.no_grad():
+            for j, block in enumerate(self.project):
+                block.weight.copy_(whole.weight[:, j * width_in:(j + 1) * width_in])
+        self.project_bias = nn.Parameter(whole.bias.detach().clone())
+        self.activation = make_activation(activation)                                 # sigma
+        self.lateral = nn.Linear(output_width(activation, units), width_out, bias=False)  # U
+
+    def reader(self, column: int) -> nn.Linear:
+        return self.project[column]
+
+    def projection(self) -> torch.Tensor:
+        """V as one matrix, n_{i-1} x n_{i-1}(k-1)."""
+        return torch.cat([block.weight for block in self.project], dim=1)
+
+    def forward(self, earlier: list[torch.Tensor]) -> torch.Tensor:
+        projected = sum(v(self.alpha * h) for v, h in zip(self.project, earlier)) + self.project_bias
+        return self.lateral(self.activation(projected))
+
+
 class Column(nn.Module):
-    """An MLP whose layer l >= 1 also adds a learned linear map of layer l-1 of every earlier column.
+    """An MLP whose layer l >= 1 also adds a lateral adapter's output from layer l-1 of every earlier column.
 
     The last layer is the column's output head, so with one hidden layer the lateral connections go
     into the output layer.
     """
 
     def __init__(self, in_features: int, widths: tuple[int, ...], out_features: int, activation: str,
-                 n_earlier: int, lateral: bool):
+                 n_earlier: int, lateral: bool, adapter: str = "mlp"):
         super().__init__()
         inputs = [in_features, *(output_width(activation, w) for w in widths)]  # crelu doubles a layer's outputs
         outputs = [*widths, out_features]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(inputs, outputs))
         self.activations = nn.ModuleList(make_activation(activation) for _ in widths)
-        # laterals[l-1][k] maps layer l-1 of earlier column k into layer l of this column
-        self.laterals = nn.ModuleList(
-            nn.ModuleList(nn.Linear(inputs[i], outputs[i], bias=False) for _ in range(n_earlier if lateral else 0))
-            for i in range(1, len(self.layers))
-        )
+
+        def make(i: int) -> nn.Module:  # the adapter from layer i-1 of the earlier columns into layer i
+            if adapter == "mlp":
+                return MLPAdapter(inputs[i], widths[i - 1], outputs[i], n_earlier, activation)
+            return LinearAdapter(inputs[i], outputs[i], n_earlier)
+
+        # laterals[l-1] maps layer l-1 of the earlier columns into layer l of this column
+        self.laterals = nn.ModuleList(make(i) for i in range(1, len(self.layers)) if lateral and n_earlier)
 
     def forward(self, x: torch.Tensor, earlier: list[list[torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The column's logits and its hidden outputs; `earlier[k]` holds the hidden outputs of column k."""
@@ -39,9 +95,8 @@ class Column(nn.Module):
         h = x
         for i, layer in enumerate(self.layers):
             z = layer(h)
-            if i > 0:
-                for adapter, column in zip(self.laterals[i - 1], earlier):
-                    z = z + adapter(column[i - 1])
+            if i > 0 and len(self.laterals):
+                z = z + self.laterals[i - 1]([column[i - 1] for column in earlier])
             if i < len(self.activations):
                 h = self.activations[i](z)
                 hidden.append(h)
@@ -51,8 +106,9 @@ class Column(nn.Module):
 class ProgressiveNet(ContinualModel):
     """One column per task, created when the task begins; every earlier column is frozen.
 
-    Task `t` is answered by column `t`, which reads the hidden layers of columns 0..t-1, so the
-    predictions on a task can never change after it was learned. Task scenario and sequential
+    Task `t` is answered by column `t`, which reads the hidden layers of columns 0..t-1 through its
+    lateral adapters (`adapter`: mlp, eq. 2 of the paper, or linear, eq. 1), so the predictions on a
+    task can never change after it was learned. Task scenario and sequential
     regime only.
     """
 
@@ -62,7 +118,7 @@ class ProgressiveNet(ContinualModel):
     strategies_reason = "its earlier columns are frozen, so there is nothing left to protect"
 
     def __init__(self, in_features: int, layout: HeadLayout, hidden=(400,), activation: str = "relu",
-                 column_width: int | None = None, lateral: bool = True):
+                 column_width: int | None = None, lateral: bool = True, adapter: str = "mlp"):
         super().__init__()
         spec = TrunkSpec.checked(in_features, hidden, activation)
         if column_width is not None:
@@ -71,6 +127,7 @@ class ProgressiveNet(ContinualModel):
         self.spec = spec
         self.layout = layout
         self.lateral = checks.boolean("model.lateral", lateral)
+        self.adapter = checks.choice("model.adapter", adapter, ADAPTERS)
         self.columns = nn.ModuleList()
         self.register_buffer("device_probe", torch.zeros(0), persistent=False)  # where new columns go
 
@@ -80,7 +137,7 @@ class ProgressiveNet(ContinualModel):
         for column in self.columns:
             column.requires_grad_(False)
         column = Column(self.spec.in_features, self.spec.hidden, self.layout.head_width, self.spec.activation,
-                        n_earlier=len(self.columns), lateral=self.lateral)
+                        n_earlier=len(self.columns), lateral=self.lateral, adapter=self.adapter)
         self.columns.append(column.to(self.device_probe.device))
 
     def knows(self, task_id: int) -> bool:
@@ -95,7 +152,7 @@ class ProgressiveNet(ContinualModel):
         found = []
         for c, column in enumerate(self.columns):
             for i, activation in enumerate(column.activations):
-                laterals = [later.laterals[i][c] for later in self.columns[c + 1:] if self.lateral]
+                laterals = [later.laterals[i].reader(c) for later in self.columns[c + 1:] if self.lateral]
                 found.append(UnitLayer(f"columns.{c}.activations.{i}", activation, column.layers[i], None,
                                        [column.layers[i + 1], *laterals], output_width(self.spec.activation, 1)))
         return found
