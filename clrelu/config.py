@@ -1,10 +1,26 @@
-"""Where clrelu's Hydra configs live, and composing them in-process (for scripts and tests)."""
+"""Where clrelu's Hydra configs live, composing them in-process (for scripts and tests), and the presets' resolver."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+
+def vandeven_class_order(seed: int) -> list[int]:
+    """The digits of the split MNIST tasks, in order, that van de Ven et al.'s code (data/load.py) uses for a seed:
+    0-9 for seed 0, else the labels relabelled by np.random.permutation(10) right after np.random.seed(seed), so
+    that task t holds the digits whose new labels are 2t and 2t+1. Used by experiment=vandeven_split_mnist as
+    ${vandeven_class_order:${seed}}."""
+    if seed == 0:
+        return list(range(10))
+    import numpy as np
+
+    return np.argsort(np.random.RandomState(seed).permutation(10)).tolist()
+
+
+if not OmegaConf.has_resolver("vandeven_class_order"):
+    OmegaConf.register_new_resolver("vandeven_class_order", vandeven_class_order)
 
 
 def config_dir() -> Path:

@@ -301,6 +301,15 @@ def test_replay_memory_is_bounded_and_class_balanced():
     assert counts.max() - counts.min() <= 1 and len(counts) == 4
 
 
+def test_replay_class_budget_caps_each_class_share():
+    replay = Replay(CLASS3, memory_size=100, class_budget=10)
+    feed(replay, [30])  # one task of two classes: 10 of each, not 50
+    assert len(replay) == 20
+    feed(replay, [30, 30, 30], offset=100)  # six (task, label) classes: 10 each, within memory_size
+    counts = pd.Series(list(zip(replay.task.tolist(), replay.y.tolist()))).value_counts()
+    assert len(counts) == 6 and set(counts) == {10}
+
+
 def test_replay_batches_mix_in_the_memory():
     replay = Replay(TASK2, memory_size=6, replay_batch_size=4)
     x, y = torch.zeros(3, 1), torch.zeros(3, dtype=torch.long)

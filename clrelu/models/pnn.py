@@ -12,7 +12,6 @@ from clrelu.models.layers import TrunkSpec, make_activation, output_width
 from clrelu.models.units import UnitLayer
 from clrelu.streams.base import HeadLayout
 
-
 ADAPTERS = ("mlp", "linear")
 ALPHA_INIT = 0.1  # the MLP adapter's scalar starts uniform in [0, ALPHA_INIT): "a random small value" (Rusu et al.)
 

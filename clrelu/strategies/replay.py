@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from clrelu import checks
+from clrelu.errors import ConfigError
 from clrelu.models.base import ContinualModel
 from clrelu.strategies.base import Strategy
 from clrelu.streams.base import HeadLayout
@@ -19,15 +20,21 @@ class Replay(Strategy):
     The memory is updated when a task ends. `class_balanced` keeps the same number of samples of every
     class seen so far (a class is a task's label), dropping old ones at random to make room;
     `reservoir` runs reservoir sampling over every training sample seen, so that each has the same
-    chance, memory_size / seen, to be in the memory.
+    chance, memory_size / seen, to be in the memory. `class_budget` (class_balanced only) caps the share of
+    each class, as van de Ven et al.'s budget per class does: the memory then holds class_budget samples of
+    each class seen so far, up to memory_size in all.
     """
 
     def __init__(self, layout: HeadLayout, memory_size: int = 1000, replay_batch_size: int = 128,
-                 policy: str = "class_balanced"):
+                 policy: str = "class_balanced", class_budget: int | None = None):
         super().__init__(layout)
         self.memory_size = checks.integer("strategy.memory_size", memory_size, minimum=1)
         self.replay_batch_size = checks.integer("strategy.replay_batch_size", replay_batch_size, minimum=1)
         self.policy = checks.choice("strategy.policy", policy, POLICIES)
+        self.class_budget = checks.optional_limit("strategy.class_budget", class_budget)
+        if self.class_budget is not None and self.policy != "class_balanced":
+            raise ConfigError(f"strategy.class_budget={class_budget}: only policy=class_balanced keeps a share per "
+                              "class; set it to null with policy=reservoir")
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
         self.task: torch.Tensor | None = None
@@ -73,6 +80,8 @@ class Replay(Strategy):
         pool_t = ids if self.task is None else torch.cat([self.task, ids])
         classes = torch.unique(torch.stack([pool_t, pool_y], 1), dim=0)
         share, extra = divmod(self.memory_size, len(classes))
+        if self.class_budget is not None and share >= self.class_budget:
+            share, extra = self.class_budget, 0
         keep = []
         for k, (t, label) in enumerate(classes.tolist()):
             members = ((pool_t == t) & (pool_y == label)).nonzero().squeeze(1)

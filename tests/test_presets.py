@@ -1,0 +1,55 @@
+"""Experiment presets: each paper's settings for whichever strategy and scenario is picked, and its class order."""
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from clrelu.config import compose, vandeven_class_order
+from clrelu.experiment import factory
+
+STRATEGIES = ("naive", "ewc", "online_ewc", "si", "lwf", "replay")
+
+
+def strategy_of(*overrides):
+    cfg, _ = compose(list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("experiment", ["hsu_split_mnist", "vandeven_split_mnist"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_preset_sets_only_keys_the_picked_strategy_takes(experiment, strategy):
+    cfg, _ = compose([f"experiment={experiment}", f"strategy={strategy}", "stream.scenario=class"])
+    factory("strategy", cfg.strategy)  # refuses a key the strategy does not take
+
+
+@pytest.mark.parametrize("scenario, vandeven, hsu", [("task", 1e5, 200.0), ("domain", 1e10, 200.0),
+                                                     ("class", 1e9, 1200.0)])
+def test_ewc_coefficients_follow_the_scenario(scenario, vandeven, hsu):
+    run = strategy_of("experiment=vandeven_split_mnist", "strategy=ewc", f"stream.scenario={scenario}")
+    assert run["strategy"]["ewc_lambda"] == vandeven and run["strategy"]["fisher_labels"] == "expected"
+    run = strategy_of("experiment=hsu_split_mnist", "strategy=ewc", f"stream.scenario={scenario}")
+    assert run["strategy"]["ewc_lambda"] == hsu and run["strategy"]["fisher_labels"] == "predicted"
+
+
+def test_presets_set_the_papers_choices_and_the_command_line_wins():
+    vdv = strategy_of("experiment=vandeven_split_mnist", "strategy=si", "stream.scenario=domain")
+    assert vdv["strategy"]["c"] == 50000.0 and vdv["strategy"]["path_gradient"] == "total_loss"
+    assert vdv["stream"]["active_classes"] == "all" and vdv["trainer"]["reset_optimizer"] is False
+    hsu = strategy_of("experiment=hsu_split_mnist", "strategy=si", "stream.scenario=class", "strategy.c=7")
+    assert hsu["strategy"]["c"] == 7 and hsu["strategy"]["clip_importance"] is False
+    assert hsu["stream"]["active_classes"] == "seen_in_training" and hsu["trainer"]["epochs"] == 4
+    replay = strategy_of("experiment=vandeven_split_mnist", "strategy=replay")["strategy"]
+    assert replay["class_budget"] == 100
+    assert strategy_of("strategy=si")["strategy"]["max_curvature"] == "auto"  # no preset: the strategy's defaults
+
+
+def test_vandeven_class_order_is_the_one_their_code_draws_from_the_seed():
+    assert vandeven_class_order(0) == list(range(10))
+    for seed in (1, 2, 7):
+        np.random.seed(seed)  # data/load.py: np.random.seed(args.seed), then the permutation of the labels
+        relabel = np.random.permutation(list(range(10)))
+        order = vandeven_class_order(seed)
+        for t in range(5):  # task t holds the digits relabelled 2t and 2t+1, in that order
+            assert [relabel[d] for d in order[2 * t:2 * t + 2]] == [2 * t, 2 * t + 1]
+    run = strategy_of("experiment=vandeven_split_mnist", "seed=2")
+    assert run["stream"]["class_order"] == vandeven_class_order(2) != list(range(10))
