@@ -1,27 +1,50 @@
-"""What a run saves: model.pt (weights, and the trunk with its architecture) and checkpoint.pt (to resume)."""
+"""What a run saves: model.pt (weights, and the trunk with its architecture) and checkpoint.pt (to resume).
+
+Both hold only tensors and plain data (numbers, strings, None, lists, tuples and dicts of those) and are
+read with `torch.load(..., weights_only=True)`, which refuses anything else: a file clrelu reads cannot
+run code.
+"""
 
 from __future__ import annotations
 
-import os
+import pickle
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from clrelu.config import config_difference
 from clrelu.errors import ConfigError
+from clrelu.files import write_atomically
 from clrelu.models.base import ContinualModel
 from clrelu.models.layers import TrunkSpec
 
 FORMAT = "clrelu-model-v1"
+CHECKPOINT_FORMAT = "clrelu-checkpoint-v1"
 CHECKPOINT = "checkpoint.pt"  # the state after the last finished task; removed when the run finishes
+CHECKPOINT_KEYS = ("phases_done", "model", "strategy", "record", "rng")
 
 
 def save_torch(payload, path: Path) -> None:
     """torch.save through a temporary file and a rename."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, partial)
-    os.replace(partial, path)
+    write_atomically(path, lambda partial: torch.save(payload, partial))
+
+
+def read_torch(path: Path, what: str):
+    """A file saved by torch.save, read with weights_only=True; a file that cannot be read that way
+    (damaged, foreign, or holding objects whose loading could run code) is a ConfigError naming it."""
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ConfigError(f"{path}: cannot be read as a {what}: it holds objects other than tensors and plain "
+                          "data, which were not loaded because loading them could run code") from None
+    except Exception as exc:  # noqa: BLE001 (torch raises RuntimeError, EOFError, ValueError... for a damaged file)
+        reason = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: cannot be read as a {what} ({reason})") from None
 
 
 def save_model(model: ContinualModel, path: Path) -> None:
@@ -40,9 +63,9 @@ def load_trunk(path: str | Path) -> tuple[TrunkSpec, dict]:
     if not path.is_file():
         raise ConfigError(f"{key}={path}: no such file (every clrelu run writes one as <run folder>/model.pt)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"{key}={path}: cannot be read as a clrelu model.pt ({type(exc).__name__})") from None
+        payload = read_torch(path, "clrelu model.pt")
+    except ConfigError as exc:
+        raise ConfigError(f"{key}={exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"{key}={path}: not a clrelu model.pt")
     if payload["trunk"] is None:
@@ -54,16 +77,47 @@ def load_trunk(path: str | Path) -> tuple[TrunkSpec, dict]:
 
 
 def global_rng() -> dict:
-    """The state of the global random generators (torch, numpy, python)."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The state of the global random generators (torch, numpy, python), as tensors and plain data."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), position, has_gauss, gauss],
+            "python": random.getstate()}
 
 
 def restore_global_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
     random.setstate(state["python"])
 
 
+def save_checkpoint(folder: Path, state: dict) -> None:
+    """Write the training state after a finished task (`phases_done`, model, strategy, record, rng)."""
+    save_torch({"format": CHECKPOINT_FORMAT, **state}, folder / CHECKPOINT)
+
+
 def load_checkpoint(folder: Path) -> dict:
-    """The training state a run saved after its last finished task (our own file, so fully unpickled)."""
-    return torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=False)
+    """The training state a run saved after its last finished task, checked to be a clrelu checkpoint."""
+    path = folder / CHECKPOINT
+    state = read_torch(path, "clrelu checkpoint")
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{path}: not a clrelu checkpoint (it has no '{CHECKPOINT_FORMAT}' mark)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing or not isinstance(state["record"], dict) or not isinstance(state["record"].get("config"), dict):
+        raise ConfigError(f"{path}: damaged clrelu checkpoint (no {missing[0] if missing else 'record.config'})")
+    return state
+
+
+def resumable_checkpoint(folder: Path, config: dict, where: str) -> dict:
+    """The checkpoint of the unfinished run in `folder`, after checking that `config` (plain data) is the
+    config the run started with; else a ConfigError that begins with `where`."""
+    if not (folder / CHECKPOINT).is_file():
+        raise ConfigError(f"{where}: {folder} holds no {CHECKPOINT} to resume from (a run writes it after its first "
+                          "evaluation and removes it when it finishes)")
+    try:
+        checkpoint = load_checkpoint(folder)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    difference = config_difference(checkpoint["record"]["config"], config)
+    if difference:
+        raise ConfigError(f"{where}: {difference}; resume with the config the run started with")
+    return checkpoint

@@ -19,6 +19,13 @@ def integer(key: str, value, minimum: int | None = None, maximum: int | None = N
     return value
 
 
+def seed(key: str, value) -> int:
+    """A random seed: an integer in [0, 2**32), the range every generator takes (numpy's is the narrowest)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise ConfigError(f"{key}={value}: must be an integer in [0, 2**32), that is 0 to {2**32 - 1}")
+    return value
+
+
 def number(key: str, value, minimum: float | None = None, maximum: float | None = None,
            above: float | None = None, below: float | None = None) -> float:
     """`value` as a finite float within the bounds (`above`/`below` are strict)."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -32,13 +32,6 @@ class Parser(argparse.ArgumentParser):
 
 
 _run_failures: list[Exception] = []  # the error that ended a single (non-sweep) run, reported by _run
-HYDRA_FILES = {".hydra", "run.log"}
-
-
-def _remove_if_nothing_ran(folder: Path) -> None:
-    """Remove a run folder that holds only what Hydra wrote before the config was refused."""
-    if folder.is_dir() and {p.name for p in folder.iterdir()} <= HYDRA_FILES:
-        shutil.rmtree(folder)
 
 
 def job_threads(launcher) -> int:
@@ -68,15 +61,27 @@ def _run_task(cfg) -> None:
     from hydra.types import RunMode
 
     from clrelu.experiment import run_experiment  # imports torch: kept out of `clrelu run --help`
+    from clrelu.guard import claim_job_folder
+    from clrelu.lock import stop_with_sweep
+    from clrelu.runfolder import remove_created
 
     hydra_cfg = HydraConfig.get()
     folder = Path(hydra_cfg.runtime.output_dir)
     if cfg.threads == 0:
         cfg.threads = job_threads(hydra_cfg.launcher)
     try:
-        run_experiment(cfg, folder, dict(hydra_cfg.runtime.choices))
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            stop_with_sweep()
+        claim = claim_job_folder(folder, single_run=hydra_cfg.mode == RunMode.RUN)
+        try:
+            run_experiment(cfg, folder, dict(hydra_cfg.runtime.choices))
+        except Exception:
+            if claim.knows_before:  # a single run; a sweep cleans up after its jobs itself
+                remove_created(folder, claim.before)
+            raise
+        finally:
+            claim.release()
     except Exception as exc:
-        _remove_if_nothing_ran(folder)
         if hydra_cfg.mode != RunMode.RUN:
             raise
         _run_failures.append(exc)
@@ -96,7 +101,7 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"{exc.missing_cfg_file}: no such config", 2
     cause = exc.__cause__
     if isinstance(exc, ConfigCompositionException) and getattr(cause, "parent_node", None) is not None:
-        valid = [k for k in cause.parent_node.keys() if k not in ("hydra", "_target_", "_partial_")]
+        valid = [k for k in cause.parent_node if k not in ("hydra", "_target_", "_partial_")]
         return f"{cause.full_key}: unknown config key; valid keys here are {', '.join(valid)}", 2
     if isinstance(exc, (HydraException, OmegaConfBaseException)):
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -109,6 +114,10 @@ def describe(exc: BaseException) -> tuple[str, int]:
 def _run(arguments: list[str]) -> int:
     import hydra
 
+    if any(a.split("=")[0] == "--experimental-rerun" for a in arguments):
+        report("--experimental-rerun: refused; it unpickles a file, which can run code (clrelu reads no such file)")
+        return 2
+    logging.raiseExceptions = False  # a log line that cannot be written (a full disk) is no stack trace
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
     sys.argv = ["clrelu run", *arguments]
@@ -130,12 +139,18 @@ def _run(arguments: list[str]) -> int:
 
 
 def _guarded(command) -> int:
-    """Run a command, turning a clrelu error into one line and its exit code."""
+    """Run a command, turning any error into one line and its exit code: never a stack trace."""
     try:
         command()
     except ClreluError as exc:
         report(str(exc))
         return exc.exit_code
+    except Exception as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        text = str(exc).strip().splitlines()
+        report(f"{type(exc).__name__}: {text[0] if text else ''} (set HYDRA_FULL_ERROR=1 for the stack trace)")
+        return 1
     return 0
 
 
@@ -152,13 +167,20 @@ def _compare(arguments: list[str]) -> int:
 
     def command():
         metrics = args.metrics.split(",")
-        frame = compare.load_runs(args.paths)
+        left_out: list[str] = []
+        frame = compare.load_runs(args.paths, left_out)
+        for line in left_out:
+            print(f"left out, damaged: {line}", file=sys.stderr)
         table = compare.compare(frame, args.by.split(",") if args.by else None, metrics)
         sys.stdout.write(compare.render(table, metrics, args.format))
         for line in compare.unfinished(frame):
             print(f"left out, not finished: {line}", file=sys.stderr)
         if Path(args.paths[0]).is_dir():
-            table.to_csv(Path(args.paths[0]) / "compare.csv", index=False)
+            target = Path(args.paths[0]) / "compare.csv"
+            try:
+                compare.write(table, target)
+            except ClreluError as exc:
+                print(f"clrelu: warning: {exc}", file=sys.stderr)
 
     return _guarded(command)
 
@@ -174,7 +196,11 @@ def _plot(arguments: list[str]) -> int:
     def command():
         from clrelu.plot import plot
 
-        print(plot(args.path, args.out))
+        left_out: list[str] = []
+        written = plot(args.path, args.out, left_out)
+        for line in left_out:
+            print(f"left out, damaged: {line}", file=sys.stderr)
+        print(written)
 
     return _guarded(command)
 

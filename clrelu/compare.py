@@ -8,6 +8,7 @@ import pandas as pd
 
 from clrelu import results
 from clrelu.errors import ConfigError
+from clrelu.files import write_atomically
 
 METRICS = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "train_seconds")
 # summary columns that are outcomes or bookkeeping, not configuration to group by
@@ -17,15 +18,22 @@ NOT_CONFIG = {"avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt
 FORMATS = ("table", "csv", "markdown")
 
 
-def load_runs(paths: list[str]) -> pd.DataFrame:
-    """Every run under `paths`; a path that does not exist or holds no run is a clear error."""
+def load_runs(paths: list[str], left_out: list[str]) -> pd.DataFrame:
+    """Every run under `paths`; a path that does not exist or holds no run is a clear error. A damaged run
+    is left out, with a line naming its file appended to `left_out`."""
     for path in paths:
         if not Path(path).exists():
             raise ConfigError(f"{path}: no such file or folder")
-    frame = results.load(*paths)
+    frame = results.load(*paths, left_out=left_out)
     if frame.empty:
-        raise ConfigError(f"no runs under {', '.join(paths)} (a run folder holds a summary.csv)")
+        damaged = f"; left out, damaged: {left_out[0]}" if left_out else ""
+        raise ConfigError(f"no runs under {', '.join(paths)} (a run folder holds a summary.csv){damaged}")
     return frame
+
+
+def write(table: pd.DataFrame, path: Path) -> None:
+    """Write the comparison as CSV (plain numbers) through a temporary file and a rename."""
+    write_atomically(path, lambda partial: table.to_csv(partial, index=False))
 
 
 def _same_partition(a: pd.Series, b: pd.Series) -> bool:
@@ -62,11 +70,12 @@ def group_runs(frame: pd.DataFrame, by: list[str] | None):
 
 def compare(frame: pd.DataFrame, by: list[str] | None = None, metrics=METRICS) -> pd.DataFrame:
     """One row per group of finished runs: its keys, the number of seeds, and mean and std of each metric."""
-    unknown = [m for m in metrics if m not in frame.columns]
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+               and c not in ("seed", "n_tasks", "tasks_done", "error")]
+    unknown = [m for m in metrics if m not in numeric]
     if unknown:
-        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-                   and c not in ("seed", "n_tasks", "tasks_done", "error")]
-        raise ConfigError(f"--metrics {unknown[0]}: not a column of these runs; choose from {', '.join(numeric)}")
+        what = "not a numeric column" if unknown[0] in frame.columns else "not a column"
+        raise ConfigError(f"--metrics {unknown[0]}: {what} of these runs; choose from {', '.join(numeric)}")
     finished = frame[frame.status == "finished"]
     if finished.empty:
         raise ConfigError("none of these runs has finished, so there is nothing to compare")

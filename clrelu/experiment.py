@@ -16,9 +16,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from clrelu import checks
-from clrelu.checkpoint import CHECKPOINT, load_checkpoint, save_model
+from clrelu.checkpoint import CHECKPOINT, resumable_checkpoint, save_model
+from clrelu.config import job_config
 from clrelu.diagnostics import ActivationMonitor
-from clrelu.errors import ConfigError
+from clrelu.errors import ClreluError, ConfigError
+from clrelu.files import remove_temporaries
 from clrelu.results import RunRecord
 from clrelu.streams.base import SCENARIOS
 from clrelu.trainer import REGIMES, Trainer, TrainSettings
@@ -94,10 +96,18 @@ def choose_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_seeds(cfg: DictConfig) -> int:
+    """The run's seed, after checking it and the stream's (each an integer in [0, 2**32))."""
+    seed = checks.seed("seed", cfg.seed)
+    if "seed" in cfg.get("stream", {}):
+        checks.seed("stream.seed", cfg.stream.seed)
+    return seed
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return the generator that orders training batches."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
@@ -139,11 +149,10 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     `names` holds the chosen option of each config group (model, stream, optimizer, strategy), as
     Hydra reports them, for the summary and the error messages.
     """
-    seed = checks.integer("seed", cfg.seed)
+    seed = check_seeds(cfg)
     resume = checks.boolean("resume", cfg.resume)
-    if resume and not (folder / CHECKPOINT).is_file():
-        raise ConfigError(f"resume=true: {shown(folder)} holds no {CHECKPOINT} to resume from (a run removes it "
-                          "when it finishes); point hydra.run.dir at the folder of an unfinished run")
+    config = job_config(cfg)
+    checkpoint = resumable_checkpoint(folder, config, where="resume=true") if resume else None
     threads = checks.integer("threads", cfg.threads, minimum=0)
     device = choose_device(cfg.device)
     train_settings = settings(cfg)
@@ -166,12 +175,13 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
             "regime": train_settings.regime, "optimizer": names["optimizer"], "strategy": names["strategy"]}
     monitor = diagnostics_monitor(cfg.diagnostics, model)
     folder.mkdir(parents=True, exist_ok=True)
-    record = RunRecord(folder, stream.n_tasks, meta, diagnostics=monitor is not None)
+    record = RunRecord(folder, stream.n_tasks, meta, diagnostics=monitor is not None, config=config)
     log.info("%s with %s on %s (%d tasks, %s scenario, %s regime), %d parameters, writing to %s", names["model"],
              names["strategy"], names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(),
              shown(folder))
     trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator, monitor)
-    checkpoint = load_checkpoint(folder) if resume else None
+    if resume:
+        remove_temporaries(folder)  # of writes a kill cut short
     try:
         trainer.run(resume_from=checkpoint)
         save_model(model, folder / "model.pt")
@@ -179,11 +189,15 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
         if record.evals:  # a record restored or measured: keep it, marked failed (never overwrite with less)
             record.status = "failed"
             record.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            record.write()
+            try:
+                record.write()
+            except ClreluError as also:  # the disk that was full still is
+                log.warning("could not mark the run failed: %s", also)
         raise
     record.status = "finished"
     record.write()
     (folder / CHECKPOINT).unlink(missing_ok=True)
+    remove_temporaries(folder)
     s = record.summary()
     log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s)",
              s["avg_accuracy"], s["learning_accuracy"], s["avg_forgetting"], s["bwt"], s["fwt"],

@@ -1,86 +1,137 @@
-"""Keeping runs from writing into the folder of an earlier run, and checking what may be resumed there."""
+"""Whether a run may write into a folder, and the Hydra callback that checks it for a single run.
+
+A run writes only into a folder that is new, empty, or holds a clrelu run of the same kind: a single run
+into a run folder it resumes (`resume=true`, with the config the run started with, kept in its
+checkpoint), a sweep into a sweep folder. The folder is locked for the whole run. A check that fails for
+any reason refuses the run with one line: the guard fails closed.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from clrelu.checkpoint import CHECKPOINT
-from clrelu.errors import ConfigError, report
-from clrelu.results import RUN_CONTROL_KEYS, SUMMARY
-
-
-def run_state(folder: Path) -> str:
-    """`finished`, `unfinished` (it can be resumed from its checkpoint) or `empty` (no run has written here)."""
-    summary = folder / SUMMARY
-    if summary.is_file() and pd.read_csv(summary).status.iloc[0] == "finished":
-        return "finished"
-    if (folder / CHECKPOINT).is_file() or summary.is_file():
-        return "unfinished"
-    return "empty"
+from clrelu import checks, runfolder
+from clrelu.checkpoint import CHECKPOINT, resumable_checkpoint
+from clrelu.config import check_known_keys, job_config
+from clrelu.errors import ClreluError, ConfigError, report
+from clrelu.lock import FolderLock, check_free
 
 
-def _flat(node, prefix: str = "") -> dict:
-    """A nested config as {"a.b.c": value}."""
-    if isinstance(node, dict):
-        flat = {}
-        for key, value in node.items():
-            flat.update(_flat(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: node}
-
-
-def config_difference(folder: Path, config: DictConfig) -> str | None:
-    """How `config` differs from the config the run in `folder` was started with (None if it does not)."""
-    saved_path = folder / ".hydra" / "config.yaml"
-    if not saved_path.is_file():
+def single_run_problem(folder: Path, contents: runfolder.Contents, config: DictConfig,
+                       resume: bool) -> str | None:
+    """Why a single run with `config` may not write into `folder`, or None when it may."""
+    where = f"hydra.run.dir={folder}"
+    if contents.kind == runfolder.FOREIGN:
+        return f"{where}: {runfolder.describe_foreign(folder, contents)}; choose a new or empty folder"
+    if contents.kind == runfolder.SWEEP:
+        return f"{where}: holds a sweep (clrelu run -m); give a single run a folder of its own"
+    if not resume:
+        if contents.kind == runfolder.FINISHED:
+            return f"{where}: already holds a run, which has finished; choose another folder"
+        if contents.kind == runfolder.UNFINISHED:
+            return f"{where}: already holds a run; add resume=true to continue it, or choose another folder"
         return None
-    saved = _flat(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False))
-    now = _flat({k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"})
-    for key in sorted(set(saved) | set(now)):
-        if key.split(".")[0] in RUN_CONTROL_KEYS or saved.get(key) == now.get(key):
-            continue
-        overrides_path = folder / ".hydra" / "overrides.yaml"
-        overrides = [o for o in OmegaConf.load(overrides_path) if o.split("=")[0] not in RUN_CONTROL_KEYS]
-        return (f"{key} was {saved.get(key)} in that run and is {now.get(key)} now; repeat the run's own "
-                f"overrides ({' '.join(overrides) or 'none'}) to resume it")
+    if contents.kind in (runfolder.NEW, runfolder.EMPTY, runfolder.STARTED):
+        return f"resume=true: {folder} holds no run to resume (it has no {CHECKPOINT})"
+    if contents.kind == runfolder.FINISHED:
+        return f"resume=true: the run in {folder} has finished; there is nothing to resume"
+    resumable_checkpoint(folder, job_config(config), where="resume=true")
     return None
 
 
-def resume_problem(folder: Path, config: DictConfig) -> str | None:
-    """Why the run in `folder` cannot be resumed with `config`, or None when it can."""
-    state = run_state(folder)
-    if state == "empty":
-        return f"resume=true: {folder} holds no run to resume"
-    if state == "finished":
-        return f"resume=true: the run in {folder} has finished; there is nothing to resume"
-    difference = config_difference(folder, config)
-    return f"resume=true: {difference}" if difference else None
+@dataclass
+class Claim:
+    """This process's hold on a run folder: its lock, and what the folder held before (None: no folder)."""
+
+    lock: FolderLock
+    before: frozenset[str] | None
+    knows_before: bool = True  # False when the folder was locked after Hydra wrote into it (a sweep's job)
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+CLAIMS: dict[Path, Claim] = {}  # run folders this process holds, by resolved path
+
+
+def claim_run_folder(folder: Path, config: DictConfig) -> Claim:
+    """Lock `folder` for a single run with `config`, or raise a ClreluError saying why it may not write there.
+
+    Foreign folders are refused before anything is written; the rest is checked again under the lock.
+    A refusal removes what this process created (the lock file, a new folder).
+    """
+    resume = checks.boolean("resume", config.get("resume"))
+    check_free(folder)
+    problem = single_run_problem(folder, runfolder.inspect(folder), config, resume)
+    if problem:
+        raise ConfigError(problem)
+    before = runfolder.snapshot(folder)
+    lock = FolderLock(folder)
+    lock.acquire()
+    try:
+        problem = single_run_problem(folder, runfolder.inspect(folder), config, resume)
+        if problem:
+            raise ConfigError(problem)
+    except BaseException:
+        runfolder.remove_created(folder, before)
+        lock.release()
+        raise
+    claim = Claim(lock, before)
+    CLAIMS[folder.resolve()] = claim
+    return claim
+
+
+def claim_job_folder(folder: Path, single_run: bool) -> Claim:
+    """The claim the guard made on a single run's `folder`, or, for a job of a sweep (checked by the
+    sweeper), a lock taken now. A single run the guard did not check (its callback removed) is refused."""
+    claim = CLAIMS.pop(folder.resolve(), None)
+    if claim is None and single_run:
+        raise ConfigError("hydra.callbacks.guard: clrelu does not run without its run-folder guard, which checks the "
+                          "folder before anything is written")
+    if claim is None:
+        lock = FolderLock(folder)
+        lock.acquire()
+        claim = Claim(lock, before=None, knows_before=False)
+    return claim
+
+
+def check_before_writing(config: DictConfig) -> None:
+    """What can be refused from the composed config alone, before a run or sweep writes anything: keys the
+    YAML configs do not define, and seeds out of range."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from clrelu.experiment import check_seeds
+
+    overrides = list(config.hydra.overrides.task)
+    check_known_keys(config, overrides, GlobalHydra.instance().config_loader(), config.hydra.job.config_name)
+    check_seeds(config)
 
 
 class RunFolderGuard(Callback):
-    """Refuse a single run whose folder holds an earlier run, unless it resumes that run with its own config.
+    """Check a single run's folder and config before Hydra writes anything there, and lock the folder.
 
-    It runs before Hydra writes anything into the folder. Hydra turns exceptions raised in callbacks
-    into warnings, so the refusal is reported here and ends the process with SystemExit, which Hydra
+    Hydra turns exceptions raised in callbacks into warnings and goes on, so every refusal, including an
+    unexpected error inside the check, is reported here and ends the process with SystemExit, which Hydra
     lets through.
     """
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        HydraConfig.instance().set_config(config)  # as Hydra does next, so that ${hydra:...} in the dir resolves
-        folder = Path(config.hydra.run.dir)
-        if config.get("resume") is True:
-            problem = resume_problem(folder, config)
-        elif run_state(folder) != "empty":
-            problem = (f"hydra.run.dir={folder}: already holds a run; add resume=true to continue it, "
-                       "or choose another folder")
-        else:
-            problem = None
-        if problem:
-            error = ConfigError(problem)
-            report(str(error))
-            raise SystemExit(error.exit_code)
+        folder = None
+        try:
+            HydraConfig.instance().set_config(config)  # as Hydra does next, so that ${hydra:...} in the dir resolves
+            folder = Path(config.hydra.run.dir)
+            check_before_writing(config)
+            claim_run_folder(folder, config)
+            return
+        except ClreluError as exc:
+            message, code = str(exc), exc.exit_code
+        except Exception as exc:  # noqa: BLE001 (fail closed: a check that cannot be made refuses the run)
+            where = f"hydra.run.dir={folder}" if folder else "hydra.run.dir"
+            message, code = f"{where}: cannot check the run folder ({type(exc).__name__}: {exc})", 2
+        report(message.splitlines()[0] if message else message)
+        raise SystemExit(code)

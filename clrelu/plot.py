@@ -10,6 +10,7 @@ import pandas as pd
 from clrelu import results
 from clrelu.compare import group_runs, load_runs
 from clrelu.errors import ClreluError, ConfigError
+from clrelu.files import write_atomically
 
 
 def _pyplot():
@@ -32,10 +33,14 @@ def diagnostics_over_tasks(run: Path) -> tuple[pd.DataFrame, pd.DataFrame] | Non
     """Per layer, the mean sparsity and the mean task overlap after each task (None without diagnostics)."""
     if not (run / results.ACTIVATIONS).is_file():
         return None
-    activations = pd.read_csv(run / results.ACTIVATIONS)
-    overlap = pd.read_csv(run / results.OVERLAP)
-    sparsity = activations.groupby(["after_task", "layer"]).sparsity.mean().unstack("layer")
-    jaccard = overlap.groupby(["after_task", "layer"]).jaccard.mean().unstack("layer") if len(overlap) else None
+    activations = results.read_csv(run / results.ACTIVATIONS)
+    overlap = results.read_csv(run / results.OVERLAP)
+    try:
+        sparsity = activations.groupby(["after_task", "layer"]).sparsity.mean().unstack("layer")
+        jaccard = overlap.groupby(["after_task", "layer"]).jaccard.mean().unstack("layer") if len(overlap) else None
+    except (KeyError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"{run}: damaged diagnostics ({results.ACTIVATIONS} or {results.OVERLAP}: "
+                          f"{type(exc).__name__} {exc})") from None
     return sparsity, jaccard
 
 
@@ -71,9 +76,12 @@ def run_figure(run: Path):
     """Heatmap of the accuracy matrix and the accuracy on every task over training; with diagnostics, also the
     hidden layers' sparsity and task overlap after every task."""
     plt = _pyplot()
+    results.read_summary(run / results.SUMMARY)
+    summary = results.read_csv(run / results.SUMMARY).iloc[0]
     R = results.read_matrix(run / results.ACCURACY)
-    evals = pd.read_csv(run / results.EVALS)
-    summary = pd.read_csv(run / results.SUMMARY).iloc[0]
+    evals = results.read_csv(run / results.EVALS)
+    if not {"eval_task", "after_task", "accuracy"} <= set(evals.columns):
+        raise ConfigError(f"{run / results.EVALS}: damaged (it lacks the columns after_task, eval_task, accuracy)")
     diagnostics = diagnostics_over_tasks(run)
     rows = 1 if diagnostics is None else 2
     T = R.shape[1]
@@ -111,15 +119,34 @@ def _run_curves(run: Path) -> dict[str, pd.Series]:
     return curves
 
 
-def sweep_figure(folder: Path, by: list[str] | None = None):
+def _curves_or_none(run: Path, left_out: list[str]) -> dict[str, pd.Series] | None:
+    """A run's curves; a run whose files are damaged is left out, with a line naming them in `left_out`."""
+    try:
+        return _run_curves(run)
+    except ClreluError as exc:
+        left_out.append(str(exc))
+    except Exception as exc:  # noqa: BLE001 (a file with the right columns and senseless values)
+        left_out.append(f"{run}: cannot be plotted ({type(exc).__name__}: {exc})")
+    return None
+
+
+def sweep_figure(folder: Path, by: list[str] | None = None, left_out: list[str] | None = None):
     """Each group's mean accuracy on the tasks seen so far after every task, and with diagnostics the mean
-    sparsity and task overlap, with a band of one std over seeds."""
+    sparsity and task overlap, with a band of one std over seeds. Damaged runs are left out, each with a
+    line in `left_out`."""
     plt = _pyplot()
-    frame = load_runs([str(folder)])
+    left_out = [] if left_out is None else left_out
+    frame = load_runs([str(folder)], left_out)
     finished = frame[frame.status == "finished"]
     if finished.empty:
         raise ClreluError(f"{folder}: none of its runs has finished, so there is nothing to plot")
-    groups = [(label, [_run_curves(Path(d)) for d in group.run_dir]) for label, group in group_runs(finished, by)[0]]
+    groups = []
+    for label, group in group_runs(finished, by)[0]:
+        runs = [c for c in (_curves_or_none(Path(d), left_out) for d in group.run_dir) if c is not None]
+        if runs:
+            groups.append((label, runs))
+    if not groups:
+        raise ClreluError(f"{folder}: none of its finished runs can be plotted")
     panels = [p for p in ("accuracy", "sparsity", "overlap") if all(p in c for _, runs in groups for c in runs)]
     titles = {"accuracy": "mean accuracy on the tasks seen so far", "sparsity": "mean hidden-layer sparsity",
               "overlap": "mean Jaccard of task-active units"}
@@ -142,13 +169,34 @@ def sweep_figure(folder: Path, by: list[str] | None = None):
     return fig
 
 
-def plot(path: str, out: str | None = None) -> Path:
-    """Plot a run folder or a sweep folder into `out` (default: plot.png inside it)."""
+def output_path(folder: Path, out: str | None) -> tuple[Path, str]:
+    """The file to write (PNG when `out` has no extension) and its format; an unsupported extension or a
+    missing folder is a ConfigError."""
+    target = Path(out) if out else folder / "plot.png"
+    if not target.suffix:
+        target = target.with_name(f"{target.name}.png")
+    fmt = target.suffix[1:].lower()
+    _pyplot()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    supported = sorted(FigureCanvasAgg.get_supported_filetypes())
+    if fmt not in supported:
+        raise ConfigError(f"--out {out}: cannot write the format '{fmt}'; use one of {', '.join(supported)}")
+    if not target.parent.is_dir():
+        raise ConfigError(f"--out {out}: no such folder {target.parent}")
+    return target, fmt
+
+
+def plot(path: str, out: str | None = None, left_out: list[str] | None = None) -> Path:
+    """Plot a run folder or a sweep folder into `out` (default: plot.png inside it); return the path written.
+    Runs of a sweep that cannot be read are left out, each with a line in `left_out`."""
     folder = Path(path)
     if not folder.is_dir():
         raise ConfigError(f"{path}: no such folder")
-    target = Path(out) if out else folder / "plot.png"
-    fig = run_figure(folder) if (folder / results.SUMMARY).is_file() else sweep_figure(folder)
-    fig.savefig(target, dpi=110)
-    _pyplot().close(fig)
+    target, fmt = output_path(folder, out)
+    fig = run_figure(folder) if (folder / results.SUMMARY).is_file() else sweep_figure(folder, left_out=left_out)
+    try:
+        write_atomically(target, lambda partial: fig.savefig(partial, dpi=110, format=fmt))
+    finally:
+        _pyplot().close(fig)
     return target

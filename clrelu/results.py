@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import math
-import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
 
 from clrelu import metrics
+from clrelu.errors import ConfigError
+from clrelu.files import write_atomically
 
 ACCURACY, FORGETTING, EVALS, SUMMARY = "accuracy.csv", "forgetting.csv", "evals.csv", "summary.csv"
 MODEL_STATS, ACTIVATIONS, OVERLAP = "model_stats.csv", "activations.csv", "overlap.csv"
@@ -21,6 +24,10 @@ ACTIVATION_COLUMNS = ("after_task", "eval_task", "layer", "sparsity", "nonpositi
                       "n_units")
 OVERLAP_COLUMNS = ("after_task", "layer", "task_a", "task_b", "jaccard")
 RUN_CONTROL_KEYS = ("resume", "skip_finished")  # how a run was launched, not what it computes
+STATUSES = ("running", "finished", "failed")
+IDENTITY_COLUMNS = ("model", "stream", "seed", "n_tasks", "tasks_done", "status")  # what marks a clrelu summary.csv
+NUMERIC_COLUMNS = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "mean_sparsity",
+                   "mean_overlap", "train_seconds", "eval_seconds", "n_params")
 
 
 def _cell(value) -> str:
@@ -35,12 +42,13 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
     (The csv module rather than pandas: this runs after every task and must cost next to nothing.)
     """
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(partial, "w", newline="") as handle:
-        out = csv.writer(handle)
-        out.writerow(header)
-        out.writerows([_cell(v) for v in row] for row in rows)
-    os.replace(partial, path)
+    def write(partial: Path) -> None:
+        with open(partial, "w", newline="") as handle:
+            out = csv.writer(handle)
+            out.writerow(header)
+            out.writerows([_cell(v) for v in row] for row in rows)
+
+    write_atomically(path, write)
 
 
 @dataclass
@@ -61,6 +69,7 @@ class RunRecord:
     n_tasks: int
     meta: dict  # model, stream, scenario, seed, ...: the run's identity in summary.csv
     diagnostics: bool = False  # whether activations.csv and overlap.csv are written
+    config: dict = field(default_factory=dict)  # the resolved config the run started with, checked on resume
     R: np.ndarray = field(init=False)  # T x T, NaN where not measured or undefined
     b: np.ndarray = field(init=False)  # the accuracy on each task at initialisation
     rows: list[int] = field(default_factory=list)  # the after_task indices measured, in order
@@ -91,14 +100,16 @@ class RunRecord:
             self.rows.append(after_task)
         self.n_params = n_params
 
-    STATE = ("R", "b", "rows", "evals", "model_stats", "activations", "overlap", "tasks_done", "train_seconds",
-             "eval_seconds", "n_params")
+    STATE = ("rows", "evals", "model_stats", "activations", "overlap", "tasks_done", "train_seconds",
+             "eval_seconds", "n_params", "config")
 
     def state(self) -> dict:
-        """What a checkpoint keeps of the record."""
-        return {name: getattr(self, name) for name in self.STATE}
+        """What a checkpoint keeps of the record: tensors and plain data only (see clrelu.checkpoint)."""
+        return {"R": torch.from_numpy(self.R), "b": torch.from_numpy(self.b),
+                **{name: getattr(self, name) for name in self.STATE}}
 
     def restore(self, state: dict) -> None:
+        self.R, self.b = state["R"].numpy(), state["b"].numpy()
         for name in self.STATE:
             setattr(self, name, state[name])
 
@@ -145,11 +156,58 @@ class RunRecord:
             write_csv(self.folder / MODEL_STATS, keys, [[row[k] for k in keys] for row in self.model_stats])
 
 
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def read_csv(path: Path, **options) -> pd.DataFrame:
+    """A CSV file of a run as pandas reads it; a missing or damaged file is a ConfigError naming it."""
+    try:
+        return pd.read_csv(path, **options)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except Exception as exc:  # noqa: BLE001 (pandas raises ValueError, TypeError, ... for a damaged file)
+        raise ConfigError(f"{path}: cannot be read as CSV ({_reason(exc)})") from None
+
+
 def read_matrix(path: Path) -> pd.DataFrame:
     """accuracy.csv or forgetting.csv as a DataFrame indexed by after_task, with int task columns."""
-    frame = pd.read_csv(path, index_col="after_task")
-    frame.columns = [int(c) for c in frame.columns]
+    frame = read_csv(path, index_col="after_task")
+    try:
+        frame.columns = [int(c) for c in frame.columns]
+    except ValueError:
+        raise ConfigError(f"{path}: not an accuracy matrix (its columns are not task numbers)") from None
     return frame
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return text == ""
+    return True
+
+
+def read_summary(path: Path) -> dict[str, str]:
+    """The one row of a run's summary.csv, checked to be clrelu's; anything else is a ConfigError naming the file."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, ValueError, csv.Error) as exc:
+        raise ConfigError(f"{path}: cannot be read ({_reason(exc)})") from None
+    if len(rows) != 2 or len(rows[0]) != len(rows[1]):
+        raise ConfigError(f"{path}: not a clrelu summary (it must hold a header and one row, as every run writes)")
+    row = dict(zip(*rows))
+    missing = [c for c in IDENTITY_COLUMNS if c not in row]
+    if missing:
+        raise ConfigError(f"{path}: not a clrelu summary (no column {missing[0]})")
+    if row["status"] not in STATUSES:
+        raise ConfigError(f"{path}: damaged (status is '{row['status']}', not one of {', '.join(STATUSES)})")
+    for column in ("seed", "n_tasks", "tasks_done", *(c for c in NUMERIC_COLUMNS if c in row)):
+        if not _is_number(row[column]) or (column in ("n_tasks", "tasks_done") and not row[column].isdigit()):
+            raise ConfigError(f"{path}: damaged ({column} is '{row[column]}', not a number)")
+    return row
 
 
 def _scalar(text: str):
@@ -166,28 +224,44 @@ def run_overrides(run: Path) -> dict:
     path = run / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return {}
+    try:
+        items = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot be read as YAML ({_reason(exc)})") from None
+    if items is not None and (not isinstance(items, list) or not all(isinstance(i, str) for i in items)):
+        raise ConfigError(f"{path}: damaged (not a list of overrides such as model=mlp)")
     found = {}
-    for item in yaml.safe_load(path.read_text()) or []:
-        key, _, value = str(item).partition("=")
+    for item in items or []:
+        key, _, value = item.partition("=")
         key = key.lstrip("+~")
         if not key.startswith("hydra.") and key not in RUN_CONTROL_KEYS:
             found[key] = _scalar(value)
     return found
 
 
-def load(*paths: str | Path) -> pd.DataFrame:
+def load(*paths: str | Path, left_out: list[str] | None = None) -> pd.DataFrame:
     """Every run under `paths` (folders holding a summary.csv, searched recursively) as one row each.
 
     Columns: the summary metrics, the run's identity (model, stream, scenario, seed, ...), its
-    command-line overrides (e.g. `model.k`), and `run_dir`.
+    command-line overrides (e.g. `model.k`), and `run_dir`. A run whose summary.csv or overrides.yaml is
+    damaged is left out, with one line naming the file: appended to `left_out` when given, else a warning.
     """
     rows = []
     for root in paths:
         root = Path(root)
         found = [root / SUMMARY] if (root / SUMMARY).is_file() else sorted(root.rglob(SUMMARY))
         for summary_path in found:
-            row = pd.read_csv(summary_path).iloc[0].to_dict()
-            for key, value in run_overrides(summary_path.parent).items():
+            try:
+                read_summary(summary_path)
+                row = read_csv(summary_path).iloc[0].to_dict()
+                overrides = run_overrides(summary_path.parent)
+            except ConfigError as exc:
+                if left_out is None:
+                    warnings.warn(f"left out: {exc}", stacklevel=2)
+                else:
+                    left_out.append(str(exc))
+                continue
+            for key, value in overrides.items():
                 row.setdefault(key, value)
             row["run_dir"] = str(summary_path.parent)
             rows.append(row)

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from clrelu.checkpoint import CHECKPOINT, global_rng, restore_global_rng, save_torch
+from clrelu.checkpoint import global_rng, restore_global_rng, save_checkpoint
 from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import RunError
 from clrelu.models.base import ContinualModel
@@ -239,7 +239,7 @@ class Trainer:
         self.record.add(after_task, evaluations, self.model.n_params())
         if self.monitor:
             self.record.add_diagnostics(after_task, self.monitor.activations, self.monitor.overlap)
-        save_torch(self._checkpoint(phases_done), self.record.folder / CHECKPOINT)
+        save_checkpoint(self.record.folder, self._checkpoint(phases_done))
         self.record.write()
         accuracies = " ".join("  -  " if math.isnan(e.accuracy) else f"{e.accuracy:.3f}" for e in evaluations)
         label = "initial" if after_task < 0 else f"after task {after_task}"

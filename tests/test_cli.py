@@ -55,6 +55,7 @@ def test_same_seed_same_accuracy_csv(tmp_path):
      "trainer.regime=online: unknown choice; valid choices are sequential, joint, cumulative"),
     (["stream.scenario=instance"], "stream.scenario=instance: unknown choice; valid choices are task, domain, class"),
     (["trainer.bogus=1"], "trainer.bogus: unknown config key; valid keys here are regime, epochs"),
+    (["+trainer.epoch=3"], "trainer.epoch: unknown config key; valid keys here are regime, epochs"),
     (["stream=synthetic", "model.activation=mish"], "model.activation=mish: unknown choice; valid choices are relu"),
     (["stream=synthetic", "model.hidden=[0]"], "model.hidden=[0]: every entry must be an integer of at least 1"),
     (["stream=synthetic", "+model.width=3"], "model.width: not a key of this model; its keys are hidden, activation"),

@@ -1,13 +1,16 @@
 """Sweeps: compare, plot, the joblib and submitit launchers, kill and resume, and relaunching a sweep."""
 
 import io
+import shutil
 
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from clrelu.cli import job_threads
-from conftest import read_accuracy, run_cli, start_and_kill_after
+from clrelu.cli import job_threads, main
+from clrelu.errors import ConfigError
+from conftest import read_accuracy, run_cli, run_in_process, start_and_kill_after
+from hydra_plugins.clrelu_sweeper.clrelu_sweeper import ClreluSweeper
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -135,7 +138,7 @@ def test_a_relaunched_sweep_skips_finished_runs_and_resumes_the_others(tmp_path)
     folders = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     finished, cut = folders
     overrides = OmegaConf.load(cut / ".hydra" / "overrides.yaml")
-    (cut / "summary.csv").unlink()
+    shutil.rmtree(cut)
     start_and_kill_after(cut, 0, *overrides)  # the seed=1 run again, killed after its first task
     kept = {p.name: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()}
 
@@ -147,3 +150,79 @@ def test_a_relaunched_sweep_skips_finished_runs_and_resumes_the_others(tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in finished.rglob("*") if p.is_file()} == kept  # not touched
     assert pd.read_csv(cut / "summary.csv").status.iloc[0] == "finished"
     assert "resuming after" in (cut / "run.log").read_text()
+
+
+def copy_of(sweep, tmp_path):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    (copy / "compare.csv").unlink(missing_ok=True)
+    (copy / "plot.png").unlink(missing_ok=True)
+    return copy
+
+
+def test_compare_leaves_out_damaged_runs_naming_the_file(sweep, tmp_path, capsys):
+    copy = copy_of(sweep, tmp_path)
+    runs = sorted(p for p in copy.iterdir() if p.is_dir())
+    (runs[0] / "summary.csv").write_bytes(b"\x00\xff binary")
+    (runs[1] / ".hydra" / "overrides.yaml").write_text("- model=mlp\n  seed: [unclosed\n")
+    (copy / "compare.csv").mkdir()  # cannot be written
+    assert main(["compare", str(copy), "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert pd.read_csv(io.StringIO(out)).n_runs.sum() == 2  # the two intact runs
+    lines = err.splitlines()
+    assert lines[0].startswith(f"left out, damaged: {runs[0] / 'summary.csv'}: cannot be read (")
+    assert lines[1].startswith(f"left out, damaged: {runs[1] / '.hydra' / 'overrides.yaml'}: cannot be read as YAML")
+    assert lines[2] == f"clrelu: warning: {copy / 'compare.csv'}: cannot be written (Is a directory)"
+    assert len(lines) == 3 and "Traceback" not in err
+
+
+def test_plot_output_errors_are_one_line_and_the_path_printed_is_the_path_written(sweep, tmp_path, capsys):
+    run = next(p for p in sweep.iterdir() if p.is_dir())
+    for out, message in ((tmp_path / "missing" / "a.png", f"--out {tmp_path / 'missing' / 'a.png'}: no such folder"),
+                         (tmp_path / "a.xyz", (f"--out {tmp_path / 'a.xyz'}: cannot write the format 'xyz'; use one "
+                                               "of avif, eps, gif, jpeg"))):
+        assert main(["plot", str(run), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"clrelu: error: {message}") and err.count("\n") == 1, err
+    assert main(["plot", str(run), "--out", str(tmp_path / "figure")]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'figure.png'}\n"
+    assert (tmp_path / "figure.png").read_bytes().startswith(b"\x89PNG") and not (tmp_path / "figure").exists()
+    copy = copy_of(sweep, tmp_path)
+    damaged = min(p for p in copy.iterdir() if p.is_dir())
+    (damaged / "accuracy.csv").write_text("nonsense\n")
+    assert main(["plot", str(copy), "--out", str(tmp_path / "sweep.svg")]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{tmp_path / 'sweep.svg'}\n" and (tmp_path / "sweep.svg").is_file()
+    assert err.startswith(f"left out, damaged: {damaged / 'accuracy.csv'}: cannot be read as CSV (")
+    assert err.count("\n") == 1
+
+
+def test_the_sweeper_refuses_other_folders_and_a_launcher_without_jobs(tmp_path):
+    run_in_process(tmp_path / "run", *FAST)
+    with pytest.raises(ConfigError, match=f"^hydra.sweep.dir={tmp_path / 'run'}: holds a single run, not a sweep"):
+        ClreluSweeper._check_sweep_dir(tmp_path / "run")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"^hydra.sweep.dir=.*mine: holds files that are not a clrelu run's \(notes"):
+        ClreluSweeper._check_sweep_dir(tmp_path / "mine")
+    launcher = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+                                 "n_jobs": 0})
+    with pytest.raises(ConfigError, match=r"^hydra.launcher.n_jobs=0: must be the number of jobs to run at once"):
+        ClreluSweeper._check_launcher(launcher)
+
+
+def test_job_numbers_as_folder_names_survive_skipping(tmp_path):
+    args = ["run", "-m", *FAST, "seed=0,1", "hydra.sweep.dir=sweep", "hydra.sweep.subdir=${hydra.job.num}"]
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    shutil.rmtree(tmp_path / "sweep" / "1")
+    kept = {p: p.read_bytes() for p in (tmp_path / "sweep" / "0").rglob("*") if p.is_file()}
+    relaunched = run_cli(*args, "skip_finished=true", cwd=tmp_path)
+    assert relaunched.returncode == 0, relaunched.stderr
+    assert "skipping 1 finished run(s) of 2" in relaunched.stdout + relaunched.stderr
+    assert pd.read_csv(tmp_path / "sweep" / "1" / "summary.csv").seed.iloc[0] == 1  # the second job, in its folder
+    assert {p: p.read_bytes() for p in (tmp_path / "sweep" / "0").rglob("*") if p.is_file()} == kept
+    (tmp_path / "sweep" / "0" / "summary.csv").write_text("avg_accuracy\n")
+    damaged = run_cli(*args, "skip_finished=true", cwd=tmp_path)
+    assert damaged.returncode == 2 and damaged.stderr == (
+        "clrelu: error: sweep/0/summary.csv: not a clrelu summary (it must hold a header and one row, as every run "
+        "writes)\n")
