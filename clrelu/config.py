@@ -9,9 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from clrelu.errors import ConfigError
 
-# Keys that do not change what a run computes, so a resume may change them: how the run was launched, and
-# the number of torch threads (hydra.* is never compared).
-NOT_COMPARED_ON_RESUME = ("resume", "skip_finished", "threads")
+RUN_CONTROL_KEYS = ("resume", "skip_finished")  # how a run was launched, not what it computes
+# Keys that do not change what a run computes, so a resume may change them (hydra.* is never compared).
+NOT_COMPARED_ON_RESUME = (*RUN_CONTROL_KEYS, "threads")
 
 
 def vandeven_class_order(seed: int) -> list[int]:

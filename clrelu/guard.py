@@ -22,26 +22,24 @@ from clrelu.errors import ClreluError, ConfigError, report
 from clrelu.lock import FolderLock, check_free
 
 
-def single_run_problem(folder: Path, contents: runfolder.Contents, config: DictConfig,
-                       resume: bool) -> str | None:
-    """Why a single run with `config` may not write into `folder`, or None when it may."""
+def check_single_run(folder: Path, contents: runfolder.Contents, config: DictConfig, resume: bool) -> None:
+    """Raise a ConfigError when a single run with `config` may not write into `folder`."""
     where = f"hydra.run.dir={folder}"
     if contents.kind == runfolder.FOREIGN:
-        return f"{where}: {runfolder.describe_foreign(folder, contents)}; choose a new or empty folder"
+        raise ConfigError(f"{where}: {runfolder.describe_foreign(folder, contents)}; choose a new or empty folder")
     if contents.kind == runfolder.SWEEP:
-        return f"{where}: holds a sweep (clrelu run -m); give a single run a folder of its own"
+        raise ConfigError(f"{where}: holds a sweep (clrelu run -m); give a single run a folder of its own")
     if not resume:
         if contents.kind == runfolder.FINISHED:
-            return f"{where}: already holds a run, which has finished; choose another folder"
+            raise ConfigError(f"{where}: already holds a run, which has finished; choose another folder")
         if contents.kind == runfolder.UNFINISHED:
-            return f"{where}: already holds a run; add resume=true to continue it, or choose another folder"
-        return None
+            raise ConfigError(f"{where}: already holds a run; add resume=true to continue it, or choose another folder")
+        return
     if contents.kind in (runfolder.NEW, runfolder.EMPTY, runfolder.STARTED):
-        return f"resume=true: {folder} holds no run to resume (it has no {CHECKPOINT})"
+        raise ConfigError(f"resume=true: {folder} holds no run to resume (it has no {CHECKPOINT})")
     if contents.kind == runfolder.FINISHED:
-        return f"resume=true: the run in {folder} has finished; there is nothing to resume"
+        raise ConfigError(f"resume=true: the run in {folder} has finished; there is nothing to resume")
     resumable_checkpoint(folder, job_config(config), where="resume=true")
-    return None
 
 
 @dataclass
@@ -62,21 +60,19 @@ CLAIMS: dict[Path, Claim] = {}  # run folders this process holds, by resolved pa
 def claim_run_folder(folder: Path, config: DictConfig) -> Claim:
     """Lock `folder` for a single run with `config`, or raise a ClreluError saying why it may not write there.
 
-    Foreign folders are refused before anything is written; the rest is checked again under the lock.
-    A refusal removes what this process created (the lock file, a new folder).
+    Foreign folders and sweeps are refused before anything is written; the rest is checked under the
+    lock. A refusal removes what this process created (the lock file, a new folder).
     """
     resume = checks.boolean("resume", config.get("resume"))
     check_free(folder)
-    problem = single_run_problem(folder, runfolder.inspect(folder), config, resume)
-    if problem:
-        raise ConfigError(problem)
+    contents = runfolder.inspect(folder)
+    if contents.kind in (runfolder.FOREIGN, runfolder.SWEEP):
+        check_single_run(folder, contents, config, resume)
     before = runfolder.snapshot(folder)
     lock = FolderLock(folder)
     lock.acquire()
     try:
-        problem = single_run_problem(folder, runfolder.inspect(folder), config, resume)
-        if problem:
-            raise ConfigError(problem)
+        check_single_run(folder, runfolder.inspect(folder), config, resume)
     except BaseException:
         runfolder.remove_created(folder, before)
         lock.release()

@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from clrelu import metrics
+from clrelu.config import RUN_CONTROL_KEYS
 from clrelu.errors import ConfigError
 from clrelu.files import write_atomically
 
@@ -23,7 +24,6 @@ EVAL_COLUMNS = ("after_task", "eval_task", "accuracy", "loss", "n_samples", "n_p
 ACTIVATION_COLUMNS = ("after_task", "eval_task", "layer", "sparsity", "nonpositive_fraction", "dead_fraction",
                       "n_units")
 OVERLAP_COLUMNS = ("after_task", "layer", "task_a", "task_b", "jaccard")
-RUN_CONTROL_KEYS = ("resume", "skip_finished")  # how a run was launched, not what it computes
 STATUSES = ("running", "finished", "failed")
 IDENTITY_COLUMNS = ("model", "stream", "seed", "n_tasks", "tasks_done", "status")  # what marks a clrelu summary.csv
 NUMERIC_COLUMNS = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "mean_sparsity",

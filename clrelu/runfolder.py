@@ -33,9 +33,7 @@ NEW, EMPTY, STARTED, UNFINISHED, FINISHED, SWEEP, FOREIGN = (
 @dataclass(frozen=True)
 class Contents:
     kind: str
-    examples: tuple[str, ...] = ()  # for a foreign folder: some of the names clrelu did not write
-    tasks_done: int = 0  # for a run: from its summary
-    n_tasks: int = 0
+    examples: tuple[str, ...] = ()  # for a foreign folder: some of the names that are not a run's
 
 
 def _is_clrelu_sweep(path: Path) -> bool:
@@ -65,16 +63,14 @@ def inspect(folder: Path) -> Contents:
     if not folder.is_dir():
         return Contents(FOREIGN, (folder.name,))
     names = set(os.listdir(folder))
-    if not names - {LOCK_FILE} or all(TEMPORARY.match(n) for n in names - {LOCK_FILE}):
+    if all(TEMPORARY.match(n) for n in names - {LOCK_FILE}):
         return Contents(EMPTY)
     if MULTIRUN in names:
         if _is_clrelu_sweep(folder / MULTIRUN):
             return Contents(SWEEP)
         return Contents(FOREIGN, (MULTIRUN,))
     if SUMMARY in names:
-        row = read_summary(folder / SUMMARY)
-        kind = FINISHED if row["status"] == "finished" else UNFINISHED
-        return Contents(kind, tasks_done=int(row["tasks_done"]), n_tasks=int(row["n_tasks"]))
+        return Contents(FINISHED if read_summary(folder / SUMMARY)["status"] == "finished" else UNFINISHED)
     if CHECKPOINT in names:
         return Contents(UNFINISHED)
     others = _startup_leftovers(folder, names)
