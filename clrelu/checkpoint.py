@@ -70,10 +70,7 @@ def load_trunk(path: str | Path) -> tuple[TrunkSpec, dict]:
         raise ConfigError(f"{key}={path}: not a clrelu model.pt")
     if payload["trunk"] is None:
         raise ConfigError(f"{key}={path}: its model ({payload['model']}) has no single trunk to transfer")
-    spec = payload["trunk"]["spec"]
-    trunk = TrunkSpec(spec["in_features"], tuple(spec["hidden"]), spec["activation"], spec["k"],
-                      spec.get("norm", "none"))  # trunks saved before model.norm existed have none
-    return trunk, payload["trunk"]["state_dict"]
+    return TrunkSpec.from_dict(payload["trunk"]["spec"]), payload["trunk"]["state_dict"]
 
 
 def global_rng() -> dict:

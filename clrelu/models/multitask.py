@@ -26,9 +26,11 @@ class HardSharedMultitask(ContinualModel):
     scenarios = ("task",)
 
     def __init__(self, in_features: int, layout: HeadLayout, hidden=(400,), activation: str = "relu",
-                 tower_hidden: int = 64, lambda_task=1.0, lambda_rec: float = 0.0):
+                 tower_hidden: int = 64, lambda_task=1.0, lambda_rec: float = 0.0, trunk: str = "mlp",
+                 channels=(32, 64), image_shape=None):
         super().__init__()
-        self.trunk_spec = TrunkSpec.checked(in_features, hidden, activation)
+        self.trunk_spec = TrunkSpec.checked(in_features, hidden, activation, trunk=trunk, channels=channels,
+                                            image_shape=image_shape)
         self.trunk = self.trunk_spec.build()
         tower_hidden = checks.integer("model.tower_hidden", tower_hidden, minimum=1)
         self.heads = Heads(self.trunk_spec.out_features, layout, tower_hidden=tower_hidden, activation=activation)

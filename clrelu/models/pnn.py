@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -69,13 +71,16 @@ class Column(nn.Module):
     """An MLP whose layer l >= 1 also adds a lateral adapter's output from layer l-1 of every earlier column.
 
     The last layer is the column's output head, so with one hidden layer the lateral connections go
-    into the output layer.
+    into the output layer. On a conv trunk the column starts with its own conv `body`, and the lateral
+    connections join the fully connected layers after it.
     """
 
     def __init__(self, in_features: int, widths: tuple[int, ...], out_features: int, activation: str,
-                 n_earlier: int, lateral: bool, adapter: str = "mlp"):
+                 n_earlier: int, lateral: bool, adapter: str = "mlp", body: nn.Module | None = None):
         super().__init__()
-        inputs = [in_features, *(output_width(activation, w) for w in widths)]  # crelu doubles a layer's outputs
+        self.body = body
+        first = in_features if body is None else body.out_features
+        inputs = [first, *(output_width(activation, w) for w in widths)]  # crelu doubles a layer's outputs
         outputs = [*widths, out_features]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(inputs, outputs))
         self.activations = nn.ModuleList(make_activation(activation) for _ in widths)
@@ -91,7 +96,7 @@ class Column(nn.Module):
     def forward(self, x: torch.Tensor, earlier: list[list[torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The column's logits and its hidden outputs; `earlier[k]` holds the hidden outputs of column k."""
         hidden: list[torch.Tensor] = []
-        h = x
+        h = x if self.body is None else self.body(x)
         for i, layer in enumerate(self.layers):
             z = layer(h)
             if i > 0 and len(self.laterals):
@@ -107,7 +112,8 @@ class ProgressiveNet(ContinualModel):
 
     Task `t` is answered by column `t`, which reads the hidden layers of columns 0..t-1 through its
     lateral adapters (`adapter`: mlp, eq. 2 of the paper, or linear, eq. 1), so the predictions on a
-    task can never change after it was learned. Task scenario and sequential
+    task can never change after it was learned (frozen columns stay in eval mode, so that batch norm
+    statistics of a conv column cannot move either). Task scenario and sequential
     regime only.
     """
 
@@ -117,12 +123,14 @@ class ProgressiveNet(ContinualModel):
     strategies_reason = "its earlier columns are frozen, so there is nothing left to protect"
 
     def __init__(self, in_features: int, layout: HeadLayout, hidden=(400,), activation: str = "relu",
-                 column_width: int | None = None, lateral: bool = True, adapter: str = "mlp"):
+                 column_width: int | None = None, lateral: bool = True, adapter: str = "mlp", trunk: str = "mlp",
+                 channels=(32, 64), image_shape=None):
         super().__init__()
-        spec = TrunkSpec.checked(in_features, hidden, activation)
+        spec = TrunkSpec.checked(in_features, hidden, activation, trunk=trunk, channels=channels,
+                                 image_shape=image_shape)
         if column_width is not None:
             checks.integer("model.column_width", column_width, minimum=1)
-            spec = TrunkSpec(in_features, (column_width,) * len(spec.hidden), activation)
+            spec = dataclasses.replace(spec, hidden=(column_width,) * len(spec.hidden))
         self.spec = spec
         self.layout = layout
         self.lateral = checks.boolean("model.lateral", lateral)
@@ -136,8 +144,16 @@ class ProgressiveNet(ContinualModel):
         for column in self.columns:
             column.requires_grad_(False)
         column = Column(self.spec.in_features, self.spec.hidden, self.layout.head_width, self.spec.activation,
-                        n_earlier=len(self.columns), lateral=self.lateral, adapter=self.adapter)
+                        n_earlier=len(self.columns), lateral=self.lateral, adapter=self.adapter,
+                        body=self.spec.build_body())
         self.columns.append(column.to(self.device_probe.device))
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ProgressiveNet:
+        super().train(mode)
+        for column in self.columns[:-1]:
+            column.eval()  # frozen columns: batch norm statistics stay as they were
+        return self
 
     def knows(self, task_id: int) -> bool:
         return task_id < len(self.columns)

@@ -25,13 +25,16 @@ class SparsePerceptron(ContinualModel):
     the incoming weights and bias of allocated units get no gradient and are restored after every
     optimizer step (so weight decay cannot move them either). When a layer has no free units left,
     training goes on with what is free (the other layers and the heads), and a warning says so.
-    `k=1.0, protect=false` is a plain MLP.
+    `k=1.0, protect=false` is a plain MLP. On a conv trunk, k-WTA and protection act on the fully connected
+    hidden layers after the conv body, which learns freely.
     """
 
     def __init__(self, in_features: int, layout: HeadLayout, hidden=(400,), activation: str = "relu",
-                 k: float = 0.1, protect: bool = True, protect_threshold: float = 0.05):
+                 k: float = 0.1, protect: bool = True, protect_threshold: float = 0.05, trunk: str = "mlp",
+                 channels=(32, 64), image_shape=None):
         super().__init__()
-        self.trunk_spec = TrunkSpec.checked(in_features, hidden, activation, k)
+        self.trunk_spec = TrunkSpec.checked(in_features, hidden, activation, k, trunk=trunk, channels=channels,
+                                            image_shape=image_shape)
         self.trunk = self.trunk_spec.build()
         self.heads = Heads(self.trunk_spec.out_features, layout)
         self.protect = checks.boolean("model.protect", protect)

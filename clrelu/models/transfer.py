@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from clrelu import checks
 from clrelu.checkpoint import load_trunk
@@ -12,34 +13,61 @@ from clrelu.models.heads import Heads
 from clrelu.models.layers import TrunkSpec, linear_layers
 from clrelu.streams.base import HeadLayout
 
-BACKBONES = ("first_task", "checkpoint", "random")
+BACKBONES = ("first_task", "checkpoint", "random", "torchvision")
 
 
 class TransferHead(ContinualModel):
     """A trunk that stops learning, and the scenario's heads on top of it.
 
     backbone `first_task` trains the whole network on task 0 and then freezes the trunk; `checkpoint`
-    loads the trunk a clrelu run saved in its model.pt (its architecture must match `hidden` and
-    `activation`) and freezes it; `random` freezes the trunk as initialised. `finetune_last` keeps
-    the last N trunk layers learning.
+    loads the trunk a clrelu run saved in its model.pt (its architecture must match `trunk`, `hidden` and
+    `activation`) and freezes it; `random` freezes the trunk as initialised; `torchvision` takes the torchvision
+    model `backbone_name` with weights `backbone_weights` (null: random) up to its classifier, frozen
+    (clrelu/models/torchvision_trunk.py). `finetune_last` keeps the last N fully connected trunk layers
+    learning. A frozen trunk stays in eval mode, so that batch norm statistics cannot move either.
     """
 
     def __init__(self, in_features: int, layout: HeadLayout, backbone: str = "first_task",
-                 backbone_path: str | None = None, hidden=(400,), activation: str = "relu", finetune_last: int = 0):
+                 backbone_path: str | None = None, hidden=(400,), activation: str = "relu", finetune_last: int = 0,
+                 trunk: str = "mlp", channels=(32, 64), image_shape=None, backbone_name: str = "resnet18",
+                 backbone_weights: str | None = None, backbone_size: int | None = None):
         super().__init__()
         self.backbone = checks.choice("model.backbone", backbone, BACKBONES)
-        self.trunk_spec = TrunkSpec.checked(in_features, hidden, activation)
-        self.finetune_last = checks.integer("model.finetune_last", finetune_last, minimum=0,
-                                            maximum=len(self.trunk_spec.hidden))
-        if backbone == "checkpoint":
-            self.trunk_spec, state = self._checked_checkpoint(backbone_path, self.trunk_spec)
-        self.trunk = self.trunk_spec.build()
-        if backbone == "checkpoint":
-            self.trunk.load_state_dict(state)
-        self.heads = Heads(self.trunk_spec.out_features, layout)
+        if backbone == "torchvision":
+            self._torchvision_trunk(trunk, finetune_last, backbone_name, backbone_weights, backbone_size, image_shape)
+        else:
+            self._clrelu_trunk(in_features, backbone_path, hidden, activation, finetune_last, trunk, channels,
+                               image_shape)
+        self.heads = Heads(self.trunk_width, layout)
         self.trunk_frozen = False
         if backbone != "first_task":
             self.freeze_trunk()
+
+    def _clrelu_trunk(self, in_features, backbone_path, hidden, activation, finetune_last, trunk, channels,
+                      image_shape) -> None:
+        self.trunk_spec = TrunkSpec.checked(in_features, hidden, activation, trunk=trunk, channels=channels,
+                                            image_shape=image_shape)
+        self.finetune_last = checks.integer("model.finetune_last", finetune_last, minimum=0,
+                                            maximum=len(self.trunk_spec.hidden))
+        if self.backbone == "checkpoint":
+            self.trunk_spec, state = self._checked_checkpoint(backbone_path, self.trunk_spec)
+        self.trunk = self.trunk_spec.build()
+        if self.backbone == "checkpoint":
+            self.trunk.load_state_dict(state)
+        self.trunk_width = self.trunk_spec.out_features
+
+    def _torchvision_trunk(self, trunk, finetune_last, name, weights, size, image_shape) -> None:
+        from clrelu.models.torchvision_trunk import TorchvisionTrunk
+
+        if trunk != "mlp":
+            raise ConfigError(f"model.trunk={trunk}: model.backbone=torchvision brings its own trunk; "
+                              "leave model.trunk=mlp")
+        if finetune_last != 0:
+            raise ConfigError(f"model.finetune_last={finetune_last}: a torchvision backbone stays frozen whole; "
+                              "use 0")
+        self.finetune_last = 0
+        self.trunk = TorchvisionTrunk(name, weights, image_shape, size)
+        self.trunk_width = self.trunk.out_features
 
     @staticmethod
     def _checked_checkpoint(path: str | None, wanted: TrunkSpec) -> tuple[TrunkSpec, dict]:
@@ -49,10 +77,16 @@ class TransferHead(ContinualModel):
         if spec.in_features != wanted.in_features:
             raise ConfigError(f"model.backbone_path={path}: its trunk takes {spec.in_features} inputs, "
                               f"this stream has {wanted.in_features}")
-        if (spec.hidden, spec.activation) != (wanted.hidden, wanted.activation):
-            raise ConfigError(f"model.backbone_path={path}: its trunk is hidden={list(spec.hidden)} "
-                              f"activation={spec.activation}, the config asks for hidden={list(wanted.hidden)} "
-                              f"activation={wanted.activation}; set model.hidden and model.activation to match")
+        if (spec.kind, spec.hidden, spec.activation) != (wanted.kind, wanted.hidden, wanted.activation):
+            def shown(s: TrunkSpec) -> str:
+                return ("" if s.kind == "mlp" else f"trunk={s.kind} ") + f"hidden={list(s.hidden)} activation={s.activation}"
+
+            raise ConfigError(f"model.backbone_path={path}: its trunk is {shown(spec)}, the config asks for "
+                              f"{shown(wanted)}; set model.trunk, model.hidden and model.activation to match")
+        if (spec.image_shape, spec.channels) != (wanted.image_shape, wanted.channels):
+            raise ConfigError(f"model.backbone_path={path}: its trunk takes images of shape {spec.image_shape} with "
+                              f"channels={list(spec.channels)}, the config has {wanted.image_shape} and "
+                              f"{list(wanted.channels)}; set model.channels to match, on a stream of the same images")
         try:
             spec.build().load_state_dict(state)
         except RuntimeError:
@@ -60,7 +94,8 @@ class TransferHead(ContinualModel):
         return spec, state
 
     def freeze_trunk(self) -> None:
-        """Stop the trunk learning, except its last `finetune_last` layers (with their activations)."""
+        """Stop the trunk learning, except its last `finetune_last` fully connected layers (with their
+        activations); the frozen trunk goes to eval mode."""
         self.trunk_frozen = True
         self.trunk.requires_grad_(False)
         if self.finetune_last:
@@ -68,6 +103,16 @@ class TransferHead(ContinualModel):
             start = list(self.trunk).index(first)
             for module in list(self.trunk)[start:]:
                 module.requires_grad_(True)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> TransferHead:
+        super().train(mode)
+        if getattr(self, "trunk_frozen", False):
+            self.trunk.eval()  # batch norm statistics and dropout of a frozen trunk stay as they are
+        return self
+
+    def hidden_layers(self) -> dict[str, nn.Module]:
+        return {} if self.backbone == "torchvision" else super().hidden_layers()
 
     def fixed_units(self) -> str | None:
         return "the units of its frozen trunk"
