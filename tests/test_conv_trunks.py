@@ -19,9 +19,9 @@ LAYOUT = HeadLayout("task", n_tasks=2, classes_per_task=2)
 MODELS = [MLP, SparsePerceptron, TransferHead, HardSharedMultitask, ProgressiveNet]
 
 
-def spec(trunk, image_shape=(3, 32, 32), hidden=(16,), channels=(8, 16), **kw):
-    return TrunkSpec.checked(int(torch.tensor(image_shape).prod()), hidden, "relu", trunk=trunk, channels=channels,
-                             image_shape=image_shape, **kw)
+def spec(trunk, image_shape=(3, 32, 32), hidden=(16,), channels=(8, 16), activation="relu", **kw):
+    return TrunkSpec.checked(int(torch.tensor(image_shape).prod()), hidden, activation, trunk=trunk,
+                             channels=channels, image_shape=image_shape, **kw)
 
 
 def test_cnn_is_conv_activation_pool_blocks_then_the_hidden_layers():
@@ -86,6 +86,16 @@ def test_sparse_applies_k_winners_and_protection_to_the_fully_connected_layers_o
     assert model.layers == linear_layers(model.trunk)
     first, second = hidden_outputs(model.trunk, torch.randn(16, 3 * 32 * 32))
     assert ((first != 0).sum(1) == 4).all() and ((second != 0).sum(1) == 2).all()
+
+
+def test_crelu_doubles_the_channels_the_next_conv_reads():
+    trunk = spec("cnn", channels=(4, 8), activation="crelu").build()
+    convs = [m for m in trunk[0].modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 4), (8, 8)]
+    assert trunk[0].out_features == 16 * 8 * 8 and trunk[1].in_features == 16 * 8 * 8
+    assert trunk(torch.randn(2, 3 * 32 * 32)).shape == (2, 32)  # 16 units, two outputs each
+    with pytest.raises(ConfigError, match="model.activation=crelu: doubles the channels, which the residual sums"):
+        spec("resnet18", activation="crelu")
 
 
 def test_a_conv_trunk_needs_images():

@@ -11,6 +11,7 @@ from clrelu.errors import ConfigError
 from clrelu.models.base import ContinualModel
 from clrelu.models.heads import Heads
 from clrelu.models.layers import TrunkSpec, linear_layers
+from clrelu.models.units import UnitLayer
 from clrelu.streams.base import HeadLayout
 
 BACKBONES = ("first_task", "checkpoint", "random", "torchvision")
@@ -113,6 +114,9 @@ class TransferHead(ContinualModel):
 
     def hidden_layers(self) -> dict[str, nn.Module]:
         return {} if self.backbone == "torchvision" else super().hidden_layers()
+
+    def unit_layers(self) -> list[UnitLayer]:
+        return [] if self.backbone == "torchvision" else super().unit_layers()
 
     def fixed_units(self) -> str | None:
         return "the units of its frozen trunk"
