@@ -37,6 +37,24 @@ def run_in_process(folder: Path, *overrides: str):
     return run_experiment(cfg, folder, names)
 
 
+def crash_during_task(folder: Path, task: int, *overrides: str) -> None:
+    """Run `clrelu run <overrides>` in this process into `folder`, crashing when training reaches task `task`:
+    an unfinished run whose checkpoint holds the tasks before it."""
+    import clrelu.trainer
+
+    train = clrelu.trainer.Trainer._train
+
+    def crash(self, phase):
+        if phase.row == task:
+            raise RuntimeError("simulated crash")
+        return train(self, phase)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(clrelu.trainer.Trainer, "_train", crash)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run_in_process(folder, *overrides)
+
+
 def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """`clrelu <args>` in a fresh process."""
     return subprocess.run([sys.executable, "-m", "clrelu.cli", *args], cwd=cwd, capture_output=True, text=True,

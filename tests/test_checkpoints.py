@@ -6,10 +6,9 @@ import pickle
 import pytest
 import torch
 
-import clrelu.trainer
 from clrelu.checkpoint import CHECKPOINT, load_checkpoint
 from clrelu.errors import ConfigError
-from conftest import run_in_process
+from conftest import crash_during_task, run_in_process
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20",
         "stream.n_tasks=3"]
@@ -25,23 +24,8 @@ class CreatesMarker:
         return open, (self.marker, "w")
 
 
-def cut_after_task_1(folder, monkeypatch, *overrides):
-    """An unfinished run in `folder`: it crashes while training its last task (task 2)."""
-    train = clrelu.trainer.Trainer._train
-
-    def crash_on_the_last_task(self, phase):
-        if phase.row == 2:
-            raise RuntimeError("simulated crash")
-        return train(self, phase)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(clrelu.trainer.Trainer, "_train", crash_on_the_last_task)
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            run_in_process(folder, *FAST, *overrides)
-
-
-def test_a_checkpoint_holding_code_never_runs_it(tmp_path, monkeypatch):
-    cut_after_task_1(tmp_path / "run", monkeypatch)
+def test_a_checkpoint_holding_code_never_runs_it(tmp_path):
+    crash_during_task(tmp_path / "run", 2, *FAST)
     marker = tmp_path / "marker"
     torch.save({"format": "clrelu-checkpoint-v1", "payload": CreatesMarker(marker)}, tmp_path / "run" / CHECKPOINT)
     torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)  # the payload works: unpickling runs it
@@ -63,8 +47,8 @@ def test_a_checkpoint_holding_code_never_runs_it(tmp_path, monkeypatch):
     (lambda path: torch.save({"weights": torch.zeros(3)}, path), "not a clrelu checkpoint (it has no"),
     (lambda path: path.write_bytes(pickle.dumps([1, 2, 3])), "cannot be read as a clrelu checkpoint"),
 ])
-def test_a_damaged_or_foreign_checkpoint_is_one_line_naming_the_file(tmp_path, monkeypatch, damage, message):
-    cut_after_task_1(tmp_path, monkeypatch)
+def test_a_damaged_or_foreign_checkpoint_is_one_line_naming_the_file(tmp_path, damage, message):
+    crash_during_task(tmp_path, 2, *FAST)
     damage(tmp_path / CHECKPOINT)
     with pytest.raises(ConfigError) as refused:
         load_checkpoint(tmp_path)
@@ -72,8 +56,8 @@ def test_a_damaged_or_foreign_checkpoint_is_one_line_naming_the_file(tmp_path, m
     assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
-def test_a_checkpoint_is_plain_data_with_the_config_it_started_with(tmp_path, monkeypatch):
-    cut_after_task_1(tmp_path, monkeypatch, "strategy=replay", "model=sparse")
+def test_a_checkpoint_is_plain_data_with_the_config_it_started_with(tmp_path):
+    crash_during_task(tmp_path, 2, *FAST, "strategy=replay", "model=sparse")
     state = torch.load(tmp_path / CHECKPOINT, weights_only=True)  # raises on anything but tensors and plain data
     assert state["format"] == "clrelu-checkpoint-v1" and state["phases_done"] == 2
     assert state["record"]["config"]["seed"] == 0 and state["record"]["config"]["model"]["k"] == 0.1
@@ -81,8 +65,8 @@ def test_a_checkpoint_is_plain_data_with_the_config_it_started_with(tmp_path, mo
     assert isinstance(state["rng"]["numpy"][1], list) and len(state["rng"]["numpy"][1]) == 624
 
 
-def test_resume_is_checked_against_the_config_in_the_checkpoint(tmp_path, monkeypatch):
-    cut_after_task_1(tmp_path / "cut", monkeypatch)
+def test_resume_is_checked_against_the_config_in_the_checkpoint(tmp_path):
+    crash_during_task(tmp_path / "cut", 2, *FAST)
     assert not (tmp_path / "cut" / ".hydra").exists()  # nothing but the checkpoint knows the config
     for change, key in (("seed=5", "seed was 0 in that run and is 5 now"),
                         ("trainer.epochs=2", "trainer.epochs was 1 in that run and is 2 now"),

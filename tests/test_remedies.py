@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import clrelu.trainer
 from clrelu.errors import ConfigError
 from clrelu.models.layers import CReLU
 from clrelu.models.mlp import MLP
@@ -16,7 +15,7 @@ from clrelu.strategies.l2_init import L2Init
 from clrelu.strategies.redo import ReDo
 from clrelu.strategies.shrink_perturb import ShrinkPerturb, fresh_parameters
 from clrelu.streams.base import HeadLayout
-from conftest import run_in_process
+from conftest import crash_during_task, run_in_process
 
 DOMAIN = HeadLayout("domain", n_tasks=2, classes_per_task=3)
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20",
@@ -258,20 +257,10 @@ def test_strategies_that_change_units_refuse_the_models_whose_units_are_frozen(t
     ["strategy=l2_init"], ["strategy=shrink_perturb"], ["strategy=shrink_perturb_step", "strategy.noise_std=0.01"],
     ["strategy=redo", "strategy.period=7", "model.activation=crelu"],
     ["strategy=cbp", "strategy.replacement_rate=0.05", "strategy.maturity_threshold=3", "model.norm=layer"]])
-def test_a_run_with_a_remedy_resumes_to_the_same_csvs(tmp_path, monkeypatch, strategy):
+def test_a_run_with_a_remedy_resumes_to_the_same_csvs(tmp_path, strategy):
     args = [*FAST, *strategy]
     run_in_process(tmp_path / "whole", *args)
-    train = clrelu.trainer.Trainer._train
-
-    def crash_on_the_last_task(self, phase):
-        if phase.row == 2:
-            raise RuntimeError("simulated crash")
-        return train(self, phase)
-
-    monkeypatch.setattr(clrelu.trainer.Trainer, "_train", crash_on_the_last_task)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        run_in_process(tmp_path / "cut", *args)
-    monkeypatch.setattr(clrelu.trainer.Trainer, "_train", train)
+    crash_during_task(tmp_path / "cut", 2, *args)
     run_in_process(tmp_path / "cut", *args, "resume=true")
     for name in ("accuracy.csv", "evals.csv", "model_stats.csv"):
         if (tmp_path / "whole" / name).is_file():

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-import clrelu.trainer
 from clrelu.errors import RunError
 from clrelu.models.mlp import MLP
 from clrelu.strategies.base import sgd_curvature_limit
@@ -17,7 +16,7 @@ from clrelu.strategies.lwf import LwF
 from clrelu.strategies.replay import Replay
 from clrelu.strategies.si import SI
 from clrelu.streams.base import HeadLayout
-from conftest import needs_fmnist, run_cli, run_in_process
+from conftest import crash_during_task, needs_fmnist, run_cli, run_in_process
 
 TASK2 = HeadLayout("task", n_tasks=2, classes_per_task=2)
 CLASS3 = HeadLayout("class", n_tasks=3, classes_per_task=2)
@@ -349,21 +348,11 @@ def test_pnn_and_the_joint_regime_refuse_strategies(tmp_path):
 # once, must come back exactly on resume
 @pytest.mark.parametrize("strategy", ["ewc", "si", "lwf", "replay", "naive trainer.reset_optimizer=false",
                                       "shrink_perturb_step trainer.reset_optimizer=false"])
-def test_a_run_with_a_strategy_resumes_to_the_same_csvs(tmp_path, monkeypatch, strategy):
+def test_a_run_with_a_strategy_resumes_to_the_same_csvs(tmp_path, strategy):
     name, *more = strategy.split()
     args = [*FAST, f"strategy={name}", *more, "optimizer=adam", "stream.n_tasks=3"]
     run_in_process(tmp_path / "whole", *args)
-    train = clrelu.trainer.Trainer._train
-
-    def crash_on_the_last_task(self, phase):
-        if phase.row == 2:
-            raise RuntimeError("simulated crash")
-        return train(self, phase)
-
-    monkeypatch.setattr(clrelu.trainer.Trainer, "_train", crash_on_the_last_task)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        run_in_process(tmp_path / "cut", *args)
-    monkeypatch.setattr(clrelu.trainer.Trainer, "_train", train)
+    crash_during_task(tmp_path / "cut", 2, *args)
     run_in_process(tmp_path / "cut", *args, "resume=true")
     for name in ("accuracy.csv", "evals.csv"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
