@@ -18,7 +18,7 @@ from clrelu.errors import RunError
 from clrelu.models.base import ContinualModel
 from clrelu.results import Evaluation, RunRecord
 from clrelu.strategies.base import Strategy
-from clrelu.streams.base import Stream
+from clrelu.streams.base import Stream, Task
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,38 @@ def phases(regime: str, n_tasks: int) -> list[Phase]:
     if regime == "cumulative":
         return [Phase((i,), tuple(range(i + 1)), i) for i in range(n_tasks)]
     return [Phase((i,), (i,), i) for i in range(n_tasks)]
+
+
+class PhaseData:
+    """The training samples of a phase: one task's split, or several tasks' splits end to end (joint, cumulative).
+
+    `gather(idx)` returns the samples at positions `idx` of that concatenation, in batch order, with
+    their task: an int for one task, else a tensor of task ids, one per sample.
+    """
+
+    def __init__(self, tasks: list[Task]):
+        self.tasks = tasks
+        sizes = torch.tensor([len(t.train) for t in tasks])
+        self.ends = sizes.cumsum(0)
+        self.starts = self.ends - sizes
+
+    def __len__(self) -> int:
+        return int(self.ends[-1])
+
+    def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int | torch.Tensor]:
+        if len(self.tasks) == 1:
+            return *self.tasks[0].train.gather(idx), self.tasks[0].id
+        which = torch.bucketize(idx, self.ends, right=True)  # the position in `tasks` of each sample's task
+        x = y = None
+        for k in which.unique().tolist():
+            at = (which == k).nonzero().squeeze(1)
+            xk, yk = self.tasks[k].train.gather(idx[at] - self.starts[k])
+            if x is None:
+                x, y = xk.new_empty(len(idx), xk.shape[1]), yk.new_empty(len(idx))
+            at = at.to(x.device)
+            x[at], y[at] = xk, yk
+        ids = torch.tensor([t.id for t in self.tasks])[which].to(x.device)
+        return x, y, ids
 
 
 @dataclass(frozen=True)
@@ -91,9 +123,9 @@ class Trainer:
                 self.strategy.before_task(self.model, t)
             self._train(phase)
             for t in phase.new_tasks:
-                task = self.stream.tasks[t]
-                self.model.end_task(t, task.x_train)
-                self.strategy.after_task(self.model, t, task.x_train, task.y_train)
+                train = self.stream.tasks[t].train
+                self.model.end_task(t, train)
+                self.strategy.after_task(self.model, t, train)
             self.record.train_seconds += time.perf_counter() - started
             self.record.tasks_done += len(phase.new_tasks)
             self.record.add_model_stats(phase.row, {**self.model.stats(), **self.strategy.stats()})
@@ -156,18 +188,9 @@ class Trainer:
         self.optimizer.load_state_dict(saved["state"])
         self.optimizer_groups = groups
 
-    def _phase_data(self, phase: Phase):
-        tasks = [self.stream.tasks[t] for t in phase.train_tasks]
-        if len(tasks) == 1:
-            return tasks[0].x_train, tasks[0].y_train, tasks[0].id
-        x = torch.cat([t.x_train for t in tasks])
-        y = torch.cat([t.y_train for t in tasks])
-        ids = torch.cat([torch.full((len(t.x_train),), t.id, dtype=torch.long, device=x.device) for t in tasks])
-        return x, y, ids
-
     def _train(self, phase: Phase) -> None:
-        x, y, task = self._phase_data(phase)
-        n, size = len(x), self.settings.batch_size
+        data = PhaseData([self.stream.tasks[t] for t in phase.train_tasks])
+        n, size = len(data), self.settings.batch_size
         steps = self.settings.iters or self.settings.epochs * math.ceil(n / size)
         optimizer = self._optimizer()
         self.model.train()
@@ -175,13 +198,12 @@ class Trainer:
         step = 0
         with tqdm(total=steps, desc=name, disable=None, leave=False, dynamic_ncols=True) as bar:
             while step < steps:
-                order = torch.randperm(n, generator=self.generator).to(x.device)
+                order = torch.randperm(n, generator=self.generator)
                 for start in range(0, n, size):
                     if step == steps:
                         break
-                    idx = order[start:start + size]
-                    xb, yb, tb = self.strategy.batch(x[idx], y[idx], task if isinstance(task, int) else task[idx])
-                    loss = self.model.loss(xb, yb, tb)
+                    xb, yb, tb = self.strategy.batch(*data.gather(order[start:start + size]))
+                    loss, _ = self.model.loss_and_logits(xb, yb, tb)
                     penalty = self.strategy.penalty(self.model, xb, tb)
                     if penalty is not None:
                         loss = loss + penalty
@@ -212,7 +234,7 @@ class Trainer:
         if self.monitor:
             self.monitor.begin_pass()
         for task in self.stream.tasks:
-            n = len(task.x_test)
+            n = len(task.test)
             if not self.model.knows(task.id):
                 results.append(Evaluation(task.id, float("nan"), float("nan"), n))
                 continue
@@ -220,9 +242,8 @@ class Trainer:
                 self.monitor.begin_task(task.id)
             correct = torch.zeros((), dtype=torch.long)
             loss = torch.zeros(())
-            for start in range(0, n, size):
-                logits = self.model(task.x_test[start:start + size], task.id)
-                target = task.y_test[start:start + size]
+            for x, target in task.test.chunks(size):
+                logits = self.model(x, task.id)
                 loss += F.cross_entropy(logits, target, reduction="sum").cpu()
                 correct += (logits.argmax(1) == target).sum().cpu()
             results.append(Evaluation(task.id, correct.item() / n, loss.item() / n, n))

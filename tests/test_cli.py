@@ -60,7 +60,8 @@ def test_same_seed_same_accuracy_csv(tmp_path):
     (["stream=synthetic", "model.hidden=[0]"], "model.hidden=[0]: every entry must be an integer of at least 1"),
     (["stream=synthetic", "+model.width=3"], "model.width: not a key of this model; its keys are hidden, activation"),
     (["stream=split_mnist", "stream.classes_per_task=3"], "stream.classes_per_task=3: does not divide the 10 classes"),
-    (["stream=permuted_mnist", "stream.n_tasks=100000"], "stream.n_tasks=100000: the permuted copies need"),
+    (["stream=rotated_mnist", "stream.interpolation=cubic"],
+     "stream.interpolation=cubic: unknown choice; valid choices are nearest, bilinear"),
 ])
 def test_config_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
     fake_dataset(tmp_path / "data", side=28)

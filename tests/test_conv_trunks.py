@@ -72,7 +72,7 @@ def test_every_model_runs_on_every_conv_trunk():
             model = model_class(3 * 32 * 32, LAYOUT, hidden=[16], trunk=trunk, channels=[4, 8], image_shape=(3, 32, 32))
             model.begin_task(0)
             model.train()
-            loss = model.loss(x, torch.tensor([0, 1, 0, 1, 0, 1]), 0)
+            loss, _ = model.loss_and_logits(x, torch.tensor([0, 1, 0, 1, 0, 1]), 0)
             loss.backward()
             assert torch.isfinite(loss), (trunk, model_class.__name__)
             assert model(x, 0).shape == (6, 2)
@@ -131,5 +131,5 @@ def test_frozen_batch_norm_statistics_do_not_move():
     before = {k: v.clone() for k, v in model.trunk.state_dict().items()}
     model.begin_task(0)
     model.train()
-    model.loss(torch.randn(8, 3 * 32 * 32), torch.zeros(8, dtype=torch.long), 0).backward()
+    model.loss_and_logits(torch.randn(8, 3 * 32 * 32), torch.zeros(8, dtype=torch.long), 0)[0].backward()
     assert all(torch.equal(v, model.trunk.state_dict()[k]) for k, v in before.items())

@@ -8,7 +8,7 @@ from clrelu.diagnostics import ActivationMonitor
 from clrelu.models.layers import make_activation
 from clrelu.models.mlp import MLP
 from clrelu.models.sparse import SparsePerceptron
-from clrelu.streams.base import Stream, Task
+from clrelu.streams.base import Split, Stream, Task
 from clrelu.streams.synthetic import synthetic_stream
 from clrelu.trainer import Trainer, TrainSettings
 from conftest import run_in_process
@@ -22,11 +22,8 @@ def hand_built(activation: str = "relu", tolerance: float = 0.0, bias: float = 0
     Pre-activations (bias 0), two samples a task: task 0 [1, 0, -1] [1, 0, -1]; task 1 [0, 1, -1] [0, 2, -2];
     task 2 [1, 1, -2] [1, 0, -1].
     """
-    tasks = [
-        Task(0, ("a", "b"), None, None, torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 1])),
-        Task(1, ("a", "b"), None, None, torch.tensor([[0.0, 1.0], [0.0, 2.0]]), torch.tensor([0, 1])),
-        Task(2, ("a", "b"), None, None, torch.tensor([[1.0, 1.0], [1.0, 0.0]]), torch.tensor([0, 1])),
-    ]
+    inputs = ([[1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [0.0, 2.0]], [[1.0, 1.0], [1.0, 0.0]])
+    tasks = [Task(t, ("a", "b"), None, Split.of(torch.tensor(x), torch.tensor([0, 1]))) for t, x in enumerate(inputs)]
     stream = Stream(tasks, "task", classes_per_task=2)
     model = MLP(2, stream.layout, hidden=[3], activation=activation)
     with torch.no_grad():
@@ -99,7 +96,7 @@ def test_k_winners_sparsity_is_at_least_1_minus_k_and_exact_where_enough_units_f
     assert (rows.sparsity >= 0.9).all()
     # the first layer: at least 10% of its units are positive before k-WTA on every test input, so
     # exactly 10% remain active
-    inputs = torch.cat([t.x_test for t in stream.tasks])
+    inputs = torch.cat([t.test.gather(torch.arange(len(t.test)))[0] for t in stream.tasks])
     with torch.no_grad():
         before = model.trunk[1](model.trunk[0](inputs))
     assert ((before > 0).sum(1) >= 10).all()

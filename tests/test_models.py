@@ -24,8 +24,8 @@ def snapshots_at_task_end(model):
     taken = {}
     end_task = model.end_task
 
-    def spy(task_id, x_train):
-        end_task(task_id, x_train)
+    def spy(task_id, train):
+        end_task(task_id, train)
         taken[task_id] = {k: v.detach().clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
 
     model.end_task = spy
@@ -233,8 +233,10 @@ def test_multitask_loss_is_the_weighted_sum_of_its_parts():
     features = model.trunk(x)
     ce = [F.cross_entropy(model.heads.layers[t](features[task == t]), y[task == t]) for t in range(3)]
     expected = 0.5 * ce[0] + 2.0 * ce[1] + 1.0 * ce[2] + 0.3 * F.mse_loss(model.reconstruction(features), x)
-    torch.testing.assert_close(model.loss(x, y, task), expected)
-    single = model.loss(x, y, 1)
+    loss, logits = model.loss_and_logits(x, y, task)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(logits, model(x, task))
+    single, _ = model.loss_and_logits(x, y, 1)
     torch.testing.assert_close(single, 2.0 * F.cross_entropy(model.heads.layers[1](features), y)
                                + 0.3 * F.mse_loss(model.reconstruction(features), x))
 

@@ -15,7 +15,7 @@ from clrelu.strategies.ewc import EWC, FISHER_LABELS, fisher_diagonal
 from clrelu.strategies.lwf import LwF
 from clrelu.strategies.replay import Replay
 from clrelu.strategies.si import SI
-from clrelu.streams.base import HeadLayout
+from clrelu.streams.base import HeadLayout, Split
 from conftest import crash_during_task, needs_fmnist, run_cli, run_in_process
 
 TASK2 = HeadLayout("task", n_tasks=2, classes_per_task=2)
@@ -56,7 +56,7 @@ def test_each_fisher_equals_its_formula(activation, labels):
     model.heads.add_task(0), model.heads.add_task(1)  # 4 of the 6 class units active: 2 stay masked
     x, y = torch.rand(40, 6), torch.randint(0, 4, (40,))
     torch.manual_seed(1)
-    fisher = fisher_diagonal(model, x, y, 1, labels)
+    fisher = fisher_diagonal(model, Split.of(x, y), 1, labels)
     torch.manual_seed(1)
     expected = manual_fisher(model, x, y, 1, labels)
     assert set(fisher) == set(expected)
@@ -68,11 +68,11 @@ def test_fisher_choices_differ_and_expected_is_the_mean_of_sampled():
     torch.manual_seed(0)
     model = MLP(6, TASK2, hidden=[5])
     x, y = torch.rand(30, 6), torch.randint(0, 2, (30,))
-    fishers = {labels: fisher_diagonal(model, x, y, 0, labels)["trunk.0.weight"] for labels in FISHER_LABELS}
+    fishers = {labels: fisher_diagonal(model, Split.of(x, y), 0, labels)["trunk.0.weight"] for labels in FISHER_LABELS}
     assert not torch.allclose(fishers["true"], fishers["expected"])
     assert not torch.allclose(fishers["predicted"], fishers["expected"])
     # the expected Fisher is the expectation of the sampled one over the drawn labels
-    draws = torch.stack([fisher_diagonal(model, x, y, 0, "sampled")["trunk.0.weight"] for _ in range(400)])
+    draws = torch.stack([fisher_diagonal(model, Split.of(x, y), 0, "sampled")["trunk.0.weight"] for _ in range(400)])
     torch.testing.assert_close(draws.mean(0), fishers["expected"], rtol=0.1, atol=1e-6)
 
 
@@ -111,20 +111,20 @@ def test_online_ewc_decays_and_merges_into_one_term():
     model = MLP(6, TASK2, hidden=[5])
     x, y = torch.rand(30, 6), torch.randint(0, 2, (30,))
     ewc = EWC(TASK2, online=True, gamma=0.5)
-    ewc.after_task(model, 0, x, y)
+    ewc.after_task(model, 0, Split.of(x, y))
     first = {k: v.clone() for k, v in ewc.terms[0][0].items()}
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1)
-    ewc.after_task(model, 1, x, y)
+    ewc.after_task(model, 1, Split.of(x, y))
     assert len(ewc.terms) == 1
     fisher, anchor = ewc.terms[0]
-    second = fisher_diagonal(model, x, y, 1)
+    second = fisher_diagonal(model, Split.of(x, y), 1)
     for name in fisher:
         torch.testing.assert_close(fisher[name], 0.5 * first[name] + second[name])
         assert torch.equal(anchor[name], dict(model.named_parameters())[name].detach())
     separate = EWC(TASK2, online=False)
-    separate.after_task(model, 0, x, y), separate.after_task(model, 1, x, y)
+    separate.after_task(model, 0, Split.of(x, y)), separate.after_task(model, 1, Split.of(x, y))
     assert len(separate.terms) == 2
 
 
@@ -143,7 +143,7 @@ def test_si_importance_is_the_path_integral_of_a_quadratic():
         si.after_step(model)
     path = eta * a ** 2 * sum((1 - eta * a) ** (2 * k) for k in range(steps))
     assert si.path["theta"].item() == pytest.approx(path)
-    si.after_task(model, 0, None, None)
+    si.after_task(model, 0, None)
     delta = (1 - eta * a) ** steps - 1
     assert si.omega["theta"].item() == pytest.approx(path / (delta ** 2 + eps))
     assert si.penalty(model, None, 0).item() == 0.0  # at the anchor
@@ -177,7 +177,7 @@ def test_si_path_integral_with_a_penalty_uses_the_gradient_it_names(path_gradien
     model = Scalar(1.0)
     si = SI(TASK2, c=c, epsilon=eps, path_gradient=path_gradient)
     quadratic_task(si, model, 3, eta, a, target=0.0)
-    si.after_task(model, 0, None, None)
+    si.after_task(model, 0, None)
     omega, anchor = si.omega["theta"].item(), si.anchor["theta"].item()
     assert omega > 0
     thetas = quadratic_task(si, model, 4, eta, a, target=2.0)  # the second task pulls theta away from the anchor
@@ -198,7 +198,7 @@ def test_si_clips_negative_importance_at_zero_only_when_asked():
         si = SI(TASK2, c=1.0, epsilon=1.0, clip_importance=clip)
         si.before_task(model, 0)
         si.path = {"theta": torch.tensor([-1.0, 0.5])}  # omega / (0^2 + 1)
-        si.after_task(model, 0, None, None)
+        si.after_task(model, 0, None)
         assert si.omega["theta"].tolist() == expected
 
 
@@ -284,7 +284,7 @@ def feed(replay, task_sizes, offset=0):
     """Give the replay memory tasks of labelled samples whose input is their own number."""
     for task, size in enumerate(task_sizes):
         x = torch.arange(offset, offset + size, dtype=torch.float).view(-1, 1)
-        replay.after_task(None, task, x, torch.arange(size) % 2)
+        replay.after_task(None, task, Split.of(x, torch.arange(size) % 2))
         offset += size
 
 

@@ -49,7 +49,7 @@ def test_random_weights_frozen_with_the_feature_width_and_a_learning_head():
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
     head = model.heads.layers[0].weight.detach().clone()
     for _ in range(3):
-        loss = model.loss(torch.randn(8, 3 * 32 * 32), torch.randint(0, 2, (8,)), 0)
+        loss, _ = model.loss_and_logits(torch.randn(8, 3 * 32 * 32), torch.randint(0, 2, (8,)), 0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

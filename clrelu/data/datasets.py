@@ -58,13 +58,14 @@ DATASETS = {
 
 @dataclass(frozen=True)
 class ImageData:
-    """A whole dataset in memory: images flattened to uint8 rows, labels as int64."""
+    """A whole dataset in memory: images flattened to uint8 rows, labels as int64, and the images' shape."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     class_names: tuple[str, ...]
+    image_shape: tuple[int, int, int]  # (channels, height, width) of an image before flattening
 
     @property
     def n_features(self) -> int:
@@ -92,11 +93,12 @@ def _fetch_missing(spec: DatasetSpec, raw: Path) -> None:
 
 
 def _images(path: Path) -> np.ndarray:
+    """The images of an IDX file, N x rows x cols."""
     images = read_idx(path)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{path}: expected uint8 images of shape N x rows x cols, "
                         f"found {images.dtype} of shape {images.shape}")
-    return images.reshape(images.shape[0], -1)
+    return images
 
 
 def _labels(path: Path, n_images: int, n_classes: int) -> np.ndarray:
@@ -134,12 +136,14 @@ def _decode(spec: DatasetSpec, paths: tuple[Path, ...], stamps: tuple) -> ImageD
     x_train, x_test = _images(paths[0]), _images(paths[2])
     y_train = _labels(paths[1], len(x_train), n_classes)
     y_test = _labels(paths[3], len(x_test), n_classes)
-    if x_train.shape[1] != x_test.shape[1]:
-        raise DataError(f"{paths[2]}: images have {x_test.shape[1]} pixels, the training images {x_train.shape[1]}")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(f"{paths[2]}: images are {x_test.shape[1]} x {x_test.shape[2]} pixels, the training images "
+                        f"{x_train.shape[1]} x {x_train.shape[2]}")
     return ImageData(
-        x_train=torch.from_numpy(x_train),
+        x_train=torch.from_numpy(x_train.reshape(len(x_train), -1)),
         y_train=torch.from_numpy(y_train.astype(np.int64)),
-        x_test=torch.from_numpy(x_test),
+        x_test=torch.from_numpy(x_test.reshape(len(x_test), -1)),
         y_test=torch.from_numpy(y_test.astype(np.int64)),
         class_names=spec.class_names,
+        image_shape=(1, *x_train.shape[1:]),
     )

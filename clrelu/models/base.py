@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from clrelu.models.layers import block_ends, output_width
 from clrelu.models.units import UnitLayer, trunk_units
-from clrelu.streams.base import SCENARIOS
+from clrelu.streams.base import SCENARIOS, Split
 
 
 class ContinualModel(nn.Module):
@@ -29,8 +29,8 @@ class ContinualModel(nn.Module):
         """Called before the first training step that sees task `task_id`."""
         self.heads.add_task(task_id)
 
-    def end_task(self, task_id: int, x_train: torch.Tensor) -> None:
-        """Called after training on task `task_id` ends, with its training inputs."""
+    def end_task(self, task_id: int, train: Split) -> None:
+        """Called after training on task `task_id` ends, with its training data (read it in chunks)."""
 
     def after_step(self) -> None:
         """Called after every optimizer step."""
@@ -39,9 +39,11 @@ class ContinualModel(nn.Module):
         """Whether the model can be evaluated on task `task_id` yet (else its accuracy is NaN)."""
         return self.heads.knows(task_id)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
-        """The training loss of a batch: cross-entropy of the logits."""
-        return F.cross_entropy(self(x, task), y)
+    def loss_and_logits(self, x: torch.Tensor, y: torch.Tensor,
+                        task: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of a batch (cross-entropy of the logits), and the logits it was computed from."""
+        logits = self(x, task)
+        return F.cross_entropy(logits, y), logits
 
     def stats(self) -> dict[str, float]:
         """Numbers worth recording after each task (model_stats.csv), e.g. units allocated."""

@@ -54,13 +54,15 @@ class HardSharedMultitask(ContinualModel):
     def trunk_readers(self) -> list[nn.Linear]:
         return super().trunk_readers() + ([self.reconstruction] if self.reconstruction is not None else [])
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
+    def loss_and_logits(self, x: torch.Tensor, y: torch.Tensor,
+                        task: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.trunk(x)
-        ce = F.cross_entropy(self.heads(features, task), y, reduction="none")
+        logits = self.heads(features, task)
+        ce = F.cross_entropy(logits, y, reduction="none")
         if isinstance(task, int):
             loss = self.lambda_task[task] * ce.mean()
         else:
             loss = sum(self.lambda_task[t] * ce[task == t].mean() for t in task.unique().tolist())
         if self.reconstruction is not None:
             loss = loss + self.lambda_rec * F.mse_loss(self.reconstruction(features), x)
-        return loss
+        return loss, logits

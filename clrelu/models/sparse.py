@@ -10,7 +10,7 @@ from clrelu import checks
 from clrelu.models.base import ContinualModel
 from clrelu.models.heads import Heads
 from clrelu.models.layers import TrunkSpec, hidden_outputs, linear_layers
-from clrelu.streams.base import HeadLayout
+from clrelu.streams.base import HeadLayout, Split
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +67,19 @@ class SparsePerceptron(ContinualModel):
         return self.heads(self.trunk(x), task)
 
     @torch.no_grad()
-    def win_rates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """For each hidden layer, the fraction of the samples `x` on which each unit kept a non-zero value (with
-        crelu, on which either of its two outputs did)."""
-        wins = [torch.zeros(layer.out_features, device=x.device) for layer in self.layers]
-        for start in range(0, len(x), CHUNK):
-            for count, h in zip(wins, hidden_outputs(self.trunk, x[start:start + CHUNK])):
+    def win_rates(self, data: Split) -> list[torch.Tensor]:
+        """For each hidden layer, the fraction of the samples of `data` on which each unit kept a non-zero value
+        (with crelu, on which either of its two outputs did)."""
+        wins = [torch.zeros_like(layer.bias) for layer in self.layers]
+        for x, _ in data.chunks(CHUNK):
+            for count, h in zip(wins, hidden_outputs(self.trunk, x)):
                 count += (h != 0).view(len(h), -1, len(count)).any(1).sum(0)
-        return [count / max(len(x), 1) for count in wins]
+        return [count / max(len(data), 1) for count in wins]
 
-    def end_task(self, task_id: int, x_train: torch.Tensor) -> None:
+    def end_task(self, task_id: int, train: Split) -> None:
         if not self.protect:
             return
-        for i, rate in enumerate(self.win_rates(x_train)):
+        for i, rate in enumerate(self.win_rates(train)):
             owner = self.owner(i)
             new = (owner < 0) & (rate >= self.protect_threshold)
             owner[new] = task_id

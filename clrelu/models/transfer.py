@@ -12,7 +12,7 @@ from clrelu.models.base import ContinualModel
 from clrelu.models.heads import Heads
 from clrelu.models.layers import TrunkSpec, linear_layers
 from clrelu.models.units import UnitLayer
-from clrelu.streams.base import HeadLayout
+from clrelu.streams.base import HeadLayout, Split
 
 BACKBONES = ("first_task", "checkpoint", "random", "torchvision")
 
@@ -121,7 +121,7 @@ class TransferHead(ContinualModel):
     def fixed_units(self) -> str | None:
         return "the units of its frozen trunk"
 
-    def end_task(self, task_id: int, x_train: torch.Tensor) -> None:
+    def end_task(self, task_id: int, train: Split) -> None:
         if self.backbone == "first_task" and task_id == 0:
             self.freeze_trunk()
 

@@ -8,7 +8,7 @@ import torch
 
 from clrelu import checks
 from clrelu.models.base import ContinualModel
-from clrelu.streams.base import HeadLayout
+from clrelu.streams.base import HeadLayout, Split
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,10 @@ class Strategy:
         its state for them)."""
 
     def batch(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor):
-        """The batch to train on, given the one drawn from the task's data (replay adds samples here)."""
+        """The batch to train on, given the one drawn from the task's data (replay adds samples here).
+
+        The drawn samples must come first, in their order: the trainer's online accuracy reads them there.
+        """
         return x, y, task
 
     def penalty(self, model: ContinualModel, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor | None:
@@ -44,8 +47,9 @@ class Strategy:
     def after_step(self, model: ContinualModel) -> None:
         """Called after every optimizer step (and after the model's own after_step)."""
 
-    def after_task(self, model: ContinualModel, task_id: int, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Called when training on task `task_id` ends, with its training data."""
+    def after_task(self, model: ContinualModel, task_id: int, train: Split) -> None:
+        """Called when training on task `task_id` ends, with its training data (read it in chunks, or gather
+        the samples needed)."""
 
     def model_problem(self, model: ContinualModel) -> str | None:
         """Why this strategy cannot train `model` (checked before anything trains), or None."""

@@ -9,7 +9,7 @@ from clrelu.models.base import ContinualModel
 from clrelu.models.units import UnitLayer, reinitialise
 from clrelu.plasticity import unit_activity
 from clrelu.strategies.base import Strategy, fixed_units_problem
-from clrelu.streams.base import HeadLayout
+from clrelu.streams.base import HeadLayout, Split
 
 
 class ContinualBackprop(Strategy):
@@ -102,7 +102,7 @@ class ContinualBackprop(Strategy):
             rank = rank / (1 - self.decay ** self.age[i][mature].double()).float()
         return mature[torch.topk(rank, min(count, len(mature)), largest=False).indices]
 
-    def after_task(self, model: ContinualModel, task_id: int, x, y) -> None:
+    def after_task(self, model: ContinualModel, task_id: int, train: Split) -> None:
         self._remove_hooks()
         self.outputs = {}
 

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from clrelu import checks
 from clrelu.models.base import ContinualModel
 from clrelu.strategies.base import CurvatureCap, Strategy, trainable, weighted_distance
-from clrelu.streams.base import HeadLayout
+from clrelu.streams.base import HeadLayout, Split
 
 CHUNK = 1024  # samples per forward pass when computing the Fisher
 FISHER_LABELS = ("expected", "true", "predicted", "sampled")
@@ -38,7 +38,7 @@ def _log_likelihood(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(logits, dim=1).gather(1, y.view(-1, 1)).squeeze(1)
 
 
-def _linear_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: torch.Tensor, task: int, mode: str):
+def _linear_fisher(model: ContinualModel, params: dict, data: Split, task: int, mode: str):
     """The summed (weighted) squared per-sample gradients when every trainable parameter is the weight or bias of
     a linear layer called at most once per forward pass, or None when the model is not like that.
 
@@ -52,12 +52,12 @@ def _linear_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: torc
         return None
     names = {id(p): name for name, p in params.items()}
     sums = {name: torch.zeros_like(p) for name, p in params.items()}
-    for start in range(0, len(x), CHUNK):
+    for x, y in data.chunks(CHUNK):
         calls = []
         hooks = [m.register_forward_hook(lambda mod, inp, out, calls=calls: calls.append((mod, inp[0].detach(), out)))
                  for m in linears]
         try:
-            logits = model(x[start:start + CHUNK], task)
+            logits = model(x, task)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -65,7 +65,7 @@ def _linear_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: torc
             return None  # a layer used twice: the outer-product shortcut does not hold
         used = [(mod, a, out) for mod, a, out in calls if out.requires_grad]
         squares = [torch.zeros_like(out) for _, _, out in used]
-        pairs = _labels(logits, y[start:start + CHUNK], mode)
+        pairs = _labels(logits, y, mode)
         for i, (labels, weight) in enumerate(pairs):
             total = _log_likelihood(logits, labels).sum()
             grads = torch.autograd.grad(total, [out for _, _, out in used], allow_unused=True,
@@ -81,7 +81,7 @@ def _linear_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: torc
     return sums
 
 
-def _per_sample_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: torch.Tensor, task: int, mode: str):
+def _per_sample_fisher(model: ContinualModel, params: dict, data: Split, task: int, mode: str):
     """The summed (weighted) squared per-sample gradients of any model, with torch.func (slower)."""
     detached = {name: p.detach() for name, p in params.items()}
     buffers = dict(model.named_buffers())
@@ -91,11 +91,10 @@ def _per_sample_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: 
 
     per_sample = vmap(grad(log_likelihood), in_dims=(None, 0, 0))
     sums = {name: torch.zeros_like(p) for name, p in params.items()}
-    for start in range(0, len(x), 256):
-        xs = x[start:start + 256]
+    for xs, y in data.chunks(256):
         with torch.no_grad():
             logits = model(xs, task)
-        for labels, weight in _labels(logits, y[start:start + 256], mode):
+        for labels, weight in _labels(logits, y, mode):
             for name, g in per_sample(detached, xs, labels).items():
                 square = g.pow(2)
                 if weight is not None:
@@ -104,9 +103,9 @@ def _per_sample_fisher(model: ContinualModel, params: dict, x: torch.Tensor, y: 
     return sums
 
 
-def fisher_diagonal(model: ContinualModel, x: torch.Tensor, y: torch.Tensor, task: int,
-                    labels: str = "expected") -> dict[str, torch.Tensor]:
-    """The diagonal Fisher of the trainable parameters on the samples x, with the model in evaluation mode.
+def fisher_diagonal(model: ContinualModel, data: Split, task: int, labels: str = "expected") -> dict[str, torch.Tensor]:
+    """The diagonal Fisher of the trainable parameters on the samples of `data` (read in chunks), with the model in
+    evaluation mode.
 
     expected: the exact Fisher, mean over x of sum_c p(c | x) (d log p(c | x) / d theta)^2; true, predicted and
     sampled: the mean over x of the squared gradient of log p(label | x) for that one label per sample.
@@ -116,12 +115,12 @@ def fisher_diagonal(model: ContinualModel, x: torch.Tensor, y: torch.Tensor, tas
     was_training = model.training
     model.eval()
     try:
-        sums = _linear_fisher(model, params, x, y, task, labels)
+        sums = _linear_fisher(model, params, data, task, labels)
         if sums is None:
-            sums = _per_sample_fisher(model, params, x, y, task, labels)
+            sums = _per_sample_fisher(model, params, data, task, labels)
     finally:
         model.train(was_training)
-    return {name: s / len(x) for name, s in sums.items()}
+    return {name: s / len(data) for name, s in sums.items()}
 
 
 class EWC(Strategy):
@@ -169,11 +168,10 @@ class EWC(Strategy):
             return None
         return sum(weighted_distance(model, importance, anchor) for importance, anchor in self._terms())
 
-    def after_task(self, model: ContinualModel, task_id: int, x: torch.Tensor, y: torch.Tensor) -> None:
-        if self.fisher_samples is not None and self.fisher_samples < len(x):
-            keep = torch.randperm(len(x))[:self.fisher_samples].to(x.device)
-            x, y = x[keep], y[keep]
-        fisher = fisher_diagonal(model, x, y, task_id, self.fisher_labels)
+    def after_task(self, model: ContinualModel, task_id: int, train: Split) -> None:
+        if self.fisher_samples is not None and self.fisher_samples < len(train):
+            train = train.subset(torch.randperm(len(train))[:self.fisher_samples])
+        fisher = fisher_diagonal(model, train, task_id, self.fisher_labels)
         anchor = {name: p.detach().clone() for name, p in trainable(model).items()}
         if self.online and self.terms:
             previous = self.terms[0][0]

@@ -10,7 +10,7 @@ from clrelu.models.base import ContinualModel
 from clrelu.models.units import UnitLayer, reinitialise
 from clrelu.plasticity import dormant_scores, unit_activity
 from clrelu.strategies.base import Strategy, fixed_units_problem
-from clrelu.streams.base import HeadLayout
+from clrelu.streams.base import HeadLayout, Split
 
 
 def layer_outputs(model: ContinualModel, layers: list[UnitLayer], x: torch.Tensor, task) -> dict[str, torch.Tensor]:
@@ -80,7 +80,7 @@ class ReDo(Strategy):
         if self.period != "task" and self.steps % self.period == 0:
             self.recycle(model)
 
-    def after_task(self, model: ContinualModel, task_id: int, x, y) -> None:
+    def after_task(self, model: ContinualModel, task_id: int, train: Split) -> None:
         if self.period == "task":
             self.recycle(model)
 

@@ -8,7 +8,7 @@ from clrelu import checks
 from clrelu.errors import ConfigError
 from clrelu.models.base import ContinualModel
 from clrelu.strategies.base import Strategy
-from clrelu.streams.base import HeadLayout
+from clrelu.streams.base import HeadLayout, Split
 
 POLICIES = ("class_balanced", "reservoir")
 
@@ -50,32 +50,30 @@ class Replay(Strategy):
         ids = task if torch.is_tensor(task) else torch.full((len(x),), task, dtype=torch.long, device=x.device)
         return torch.cat([x, self.x[pick]]), torch.cat([y, self.y[pick]]), torch.cat([ids, self.task[pick]])
 
-    def after_task(self, model: ContinualModel, task_id: int, x: torch.Tensor, y: torch.Tensor) -> None:
-        ids = torch.full((len(x),), task_id, dtype=torch.long, device=x.device)
-        if self.policy == "reservoir":
-            self._reservoir(x, y, ids)
-        else:
-            self._class_balanced(x, y, ids)
+    def after_task(self, model: ContinualModel, task_id: int, train: Split) -> None:
+        picks = self._reservoir(len(train)) if self.policy == "reservoir" else self._class_balanced(train, task_id)
+        self._keep(picks, train, task_id)
 
-    def _reservoir(self, x, y, ids) -> None:
-        """Algorithm R over the task's samples in a random order."""
-        order = torch.randperm(len(x)).tolist()
-        keep_x = [] if self.x is None else list(self.x)
-        keep_y = [] if self.y is None else list(self.y)
-        keep_t = [] if self.task is None else list(self.task)
-        for i in order:
+    def _reservoir(self, n: int) -> torch.Tensor:
+        """Algorithm R over the task's `n` samples in a random order: the new memory, as positions in the old
+        memory followed by the task's samples."""
+        old = len(self)
+        slots = list(range(old))
+        for i in torch.randperm(n).tolist():
             self.seen += 1
-            if len(keep_x) < self.memory_size:
-                keep_x.append(x[i]), keep_y.append(y[i]), keep_t.append(ids[i])
+            if len(slots) < self.memory_size:
+                slots.append(old + i)
             else:
                 slot = int(torch.randint(self.seen, ()))
                 if slot < self.memory_size:
-                    keep_x[slot], keep_y[slot], keep_t[slot] = x[i], y[i], ids[i]
-        self.x, self.y, self.task = torch.stack(keep_x), torch.stack(keep_y), torch.stack(keep_t)
+                    slots[slot] = old + i
+        return torch.tensor(slots, dtype=torch.long)
 
-    def _class_balanced(self, x, y, ids) -> None:
-        """Pool the memory and the task's samples, then keep an equal share of each class, drawn at random."""
-        pool_x = x if self.x is None else torch.cat([self.x, x])
+    def _class_balanced(self, train: Split, task_id: int) -> torch.Tensor:
+        """Pool the memory and the task's samples, then keep an equal share of each class, drawn at random: the
+        new memory, as positions in that pool (the old memory, then the task's samples)."""
+        y = train.targets()
+        ids = torch.full((len(y),), task_id, dtype=torch.long, device=y.device)
         pool_y = y if self.y is None else torch.cat([self.y, y])
         pool_t = ids if self.task is None else torch.cat([self.task, ids])
         classes = torch.unique(torch.stack([pool_t, pool_y], 1), dim=0)
@@ -87,8 +85,21 @@ class Replay(Strategy):
             members = ((pool_t == t) & (pool_y == label)).nonzero().squeeze(1)
             members = members[torch.randperm(len(members)).to(members.device)]
             keep.append(members[:share + (1 if k < extra else 0)])
-        keep = torch.cat(keep)
-        self.x, self.y, self.task = pool_x[keep], pool_y[keep], pool_t[keep]
+        return torch.cat(keep).cpu()
+
+    def _keep(self, picks: torch.Tensor, train: Split, task_id: int) -> None:
+        """Make the memory the samples at `picks` of the old memory followed by the task's samples, reading from
+        the task only the samples kept."""
+        old = len(self)
+        new = picks >= old
+        x, y = train.gather(picks[new] - old)
+        task = torch.full((len(y),), task_id, dtype=torch.long, device=y.device)
+        if old:
+            x, y, task = torch.cat([self.x, x]), torch.cat([self.y, y]), torch.cat([self.task, task])
+        at = picks.clone()
+        at[new] = old + torch.arange(int(new.sum()))  # where each kept task sample now sits in x
+        at = at.to(x.device)
+        self.x, self.y, self.task = x[at], y[at], task[at]
 
     def state_dict(self) -> dict:
         return {"x": self.x, "y": self.y, "task": self.task, "seen": self.seen}

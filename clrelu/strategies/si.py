@@ -7,7 +7,7 @@ import torch
 from clrelu import checks
 from clrelu.models.base import ContinualModel
 from clrelu.strategies.base import CurvatureCap, Strategy, trainable, weighted_distance
-from clrelu.streams.base import HeadLayout
+from clrelu.streams.base import HeadLayout, Split
 
 PATH_GRADIENTS = ("task_loss", "total_loss")
 
@@ -74,7 +74,7 @@ class SI(Strategy):
             self.previous[name] = p.detach().clone()
 
     @torch.no_grad()
-    def after_task(self, model: ContinualModel, task_id: int, x: torch.Tensor, y: torch.Tensor) -> None:
+    def after_task(self, model: ContinualModel, task_id: int, train: Split) -> None:
         params = trainable(model)
         for name, path in self.path.items():
             delta = params[name] - self.start[name] if name in params else torch.zeros_like(path)

@@ -7,7 +7,7 @@ import torch
 from clrelu import checks
 from clrelu.data.datasets import dataset_spec, load_dataset
 from clrelu.errors import ConfigError
-from clrelu.streams.base import Stream, TaskData, limit, make_stream
+from clrelu.streams.base import Pool, Split, Stream, TaskSplits, limited_rows, make_stream
 
 
 def class_groups(n_classes: int, n_tasks: int | None, classes_per_task: int, class_order,
@@ -29,12 +29,11 @@ def class_groups(n_classes: int, n_tasks: int | None, classes_per_task: int, cla
     return [order[t * c:(t + 1) * c] for t in range(n_tasks)]
 
 
-def _select(x: torch.Tensor, y: torch.Tensor, classes: list[int], n_classes: int):
-    """The samples of `classes`, with labels renumbered to their position in `classes`."""
-    local = torch.full((n_classes,), -1, dtype=torch.long)
-    local[classes] = torch.arange(len(classes))
-    keep = local[y] >= 0
-    return x[keep], local[y[keep]]
+def _members(y: torch.Tensor, classes: list[int], limit: int | None, generator: torch.Generator) -> torch.Tensor:
+    """The rows whose label is in `classes`, in order, at most `limit` of them drawn at random."""
+    rows = torch.isin(y, torch.tensor(classes)).nonzero().squeeze(1)
+    keep = limited_rows(len(rows), limit, generator)
+    return rows if keep is None else rows[keep]
 
 
 def split_stream(dataset: str, root: str, scenario: str, n_tasks: int | None, classes_per_task: int,
@@ -47,10 +46,13 @@ def split_stream(dataset: str, root: str, scenario: str, n_tasks: int | None, cl
     n_classes = len(dataset_spec(dataset).class_names)
     groups = class_groups(n_classes, n_tasks, classes_per_task, class_order, generator)
     data = load_dataset(dataset, root)
+    train, test = Pool(data.x_train, data.y_train), Pool(data.x_test, data.y_test)
     parts = []
     for classes in groups:
-        x_train, y_train = limit(*_select(data.x_train, data.y_train, classes, n_classes), train_limit, generator)
-        x_test, y_test = limit(*_select(data.x_test, data.y_test, classes, n_classes), test_limit, generator)
+        local = torch.full((n_classes,), -1, dtype=torch.long)  # a dataset label's position in `classes`
+        local[classes] = torch.arange(len(classes))
+        train_rows = _members(data.y_train, classes, train_limit, generator)
+        test_rows = _members(data.y_test, classes, test_limit, generator)
         names = tuple(data.class_names[k] for k in classes)
-        parts.append(TaskData(names, x_train, y_train, x_test, y_test))
-    return make_stream(parts, scenario, active_classes)
+        parts.append(TaskSplits(names, Split(train, local, train_rows), Split(test, local, test_rows)))
+    return make_stream(parts, scenario, active_classes, data.image_shape)
