@@ -59,10 +59,13 @@ class Rotation:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         channels, height, width = self.shape
         index, weight = rotation_taps(self.degrees, height, width, self.interpolation)
-        n, flat = len(x), index.flatten()
+        n = len(x)
         x = as_float(x).view(n * channels, height * width)
-        read = take_columns(x, flat.to(x.device), flat.numpy()).view(n, channels, len(index), height * width)
-        return (read * weight.to(x.device)).sum(2).view(n, channels * height * width)
+        out = None
+        for tap, tap_weight in zip(index, weight):  # one tap at a time: an evaluation chunk needs no 4x buffer
+            term = take_columns(x, tap.to(x.device), tap.numpy()).mul_(tap_weight.to(x.device))
+            out = term if out is None else out.add_(term)
+        return out.view(n, channels * height * width)
 
     def to(self, device: torch.device) -> None:
         """Nothing to move: the taps are made (and cached) on the CPU and moved with each batch."""
