@@ -8,6 +8,9 @@ from clrelu import checks
 from clrelu.models.base import ContinualModel
 
 
+ALL_PAIRS_UP_TO = 20  # a pass over more tasks gives the overlap of its focus task with each other task only
+
+
 class ActivationMonitor:
     """Forward hooks on every hidden layer count, per evaluated task, how often each unit's output is zero.
 
@@ -26,8 +29,10 @@ class ActivationMonitor:
     and after the pass, per layer and pair of tasks, the Jaccard overlap of their task-active units: the units
     nonzero on at least `unit_threshold` of the task's samples. An activation that is never exactly zero
     (tanh, sigmoid, softplus, elu, gelu, swish, leaky_relu, prelu: zero only where the pre-activation is
-    exactly 0 or underflows) makes every unit task-active for every task, so its overlap is 1. The hooks only
-    count; the statistics are computed once per pass, in a few tensor operations per layer.
+    exactly 0 or underflows) makes every unit task-active for every task, so its overlap is 1. Every pair while
+    a pass covers at most `ALL_PAIRS_UP_TO` tasks; beyond, only the pairs of the pass's focus task (the task
+    just learned) with each other task, so that the rows grow with the tasks evaluated, not their square. The
+    hooks only count; the statistics are computed once per pass, in a few tensor operations per layer.
     """
 
     def __init__(self, model: ContinualModel, zero_tolerance: float = 0.0, unit_threshold: float = 0.05):
@@ -36,6 +41,7 @@ class ActivationMonitor:
         self.unit_threshold = checks.number("diagnostics.unit_threshold", unit_threshold, minimum=0, maximum=1)
         self._hooks: list = []
         self._task: int | None = None
+        self._focus = 0
         self._nonzero: dict[str, dict[int, torch.Tensor]] = {}   # layer -> task -> nonzero samples per unit
         self._positive: dict[str, dict[int, torch.Tensor]] = {}  # layer -> task -> positive samples per unit
         self._samples: dict[int, int] = {}
@@ -74,7 +80,10 @@ class ActivationMonitor:
             self._add(self._positive, name, positive)
         return count
 
-    def begin_pass(self) -> None:
+    def begin_pass(self, focus: int = 0) -> None:
+        """Start counting; `focus` is the task whose overlap with every other is kept when the pass covers more
+        than ALL_PAIRS_UP_TO tasks."""
+        self._focus = focus
         nonnegative = self.model.hidden_nonnegative()
         self._hooks = [m.register_forward_hook(self._hook(name, nonnegative))
                        for name, m in self.model.hidden_layers().items()]
@@ -106,11 +115,17 @@ class ActivationMonitor:
                 self.activations.append({"eval_task": t, "layer": name, "sparsity": s, "nonpositive_fraction": p,
                                          "dead_fraction": d, "n_units": n_units})
             task_active = (nonzero >= self.unit_threshold * samples[:, None]).double()
-            both = task_active @ task_active.T
+            if len(tasks) <= ALL_PAIRS_UP_TO:
+                pairs = [(i, j) for i in range(len(tasks)) for j in range(i + 1, len(tasks))]
+                rows = list(range(len(tasks)))
+            else:
+                f = tasks.index(self._focus) if self._focus in tasks else 0
+                pairs = [(min(f, j), max(f, j)) for j in range(len(tasks)) if j != f]
+                rows = [f]
+            both = task_active[rows] @ task_active.T
             sizes = task_active.sum(1)
-            union = sizes[:, None] + sizes[None, :] - both
-            jaccard = (both / union).tolist()  # 0/0 (two empty sets) is NaN
-            for i in range(len(tasks)):
-                for j in range(i + 1, len(tasks)):
-                    self.overlap.append({"layer": name, "task_a": tasks[i], "task_b": tasks[j],
-                                         "jaccard": jaccard[i][j]})
+            jaccard = (both / (sizes[rows][:, None] + sizes[None, :] - both)).tolist()  # 0/0 (both empty) is NaN
+            at = {r: k for k, r in enumerate(rows)}
+            for i, j in pairs:
+                value = jaccard[at[i]][j] if i in at else jaccard[at[j]][i]
+                self.overlap.append({"layer": name, "task_a": tasks[i], "task_b": tasks[j], "jaccard": value})

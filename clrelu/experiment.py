@@ -22,6 +22,7 @@ from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import ClreluError, ConfigError
 from clrelu.files import remove_temporaries
 from clrelu.results import RunRecord
+from clrelu.schedule import EvalSchedule
 from clrelu.streams.base import SCENARIOS
 from clrelu.trainer import REGIMES, Trainer, TrainSettings
 
@@ -156,6 +157,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     threads = checks.integer("threads", cfg.threads, minimum=0)
     device = choose_device(cfg.device)
     train_settings = settings(cfg)
+    schedule = EvalSchedule.checked(cfg.eval.every, cfg.eval.tasks)
     scenario = checks.choice("stream.scenario", cfg.stream.scenario, SCENARIOS)
     make_optimizer = optimizer_factory(cfg.optimizer)
     make_stream, make_model = factory("stream", cfg.stream), factory("model", cfg.model)
@@ -179,14 +181,14 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     log.info("%s with %s on %s (%d tasks, %s scenario, %s regime), %d parameters, writing to %s", names["model"],
              names["strategy"], names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(),
              shown(folder))
-    trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator, monitor)
+    trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator, monitor, schedule)
     if resume:
         remove_temporaries(folder)  # of writes a kill cut short
     try:
         trainer.run(resume_from=checkpoint)
         save_model(model, folder / "model.pt")
     except Exception as exc:
-        if record.evals:  # a record restored or measured: keep it, marked failed (never overwrite with less)
+        if record.has_results():  # a record restored or measured: keep it, marked failed (never overwrite with less)
             record.status = "failed"
             record.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             try:

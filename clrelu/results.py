@@ -1,26 +1,30 @@
-"""Write a run's CSV files atomically after every task; load many runs into one pandas DataFrame."""
+"""Write a run's CSV files after every task (appending to those that grow); load many runs into one DataFrame."""
 
 from __future__ import annotations
 
+import copy
 import csv
+import io
+import itertools
 import math
+import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 
 from clrelu import metrics
 from clrelu.config import RUN_CONTROL_KEYS
-from clrelu.errors import ConfigError
+from clrelu.errors import ConfigError, RunError
 from clrelu.files import write_atomically
 
 ACCURACY, FORGETTING, EVALS, SUMMARY = "accuracy.csv", "forgetting.csv", "evals.csv", "summary.csv"
-MODEL_STATS, ACTIVATIONS, OVERLAP = "model_stats.csv", "activations.csv", "overlap.csv"
+MODEL_STATS, ACTIVATIONS, OVERLAP, ONLINE = "model_stats.csv", "activations.csv", "overlap.csv", "online.csv"
 EVAL_COLUMNS = ("after_task", "eval_task", "accuracy", "loss", "n_samples", "n_params")
+ONLINE_COLUMNS = ("task", "online_accuracy", "final_loss")
 ACTIVATION_COLUMNS = ("after_task", "eval_task", "layer", "sparsity", "nonpositive_fraction", "dead_fraction",
                       "n_units")
 OVERLAP_COLUMNS = ("after_task", "layer", "task_a", "task_b", "jaccard")
@@ -32,6 +36,10 @@ NUMERIC_COLUMNS = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt",
 
 def _cell(value) -> str:
     """A value as pandas writes it: floats in full (repr), NaN and None as an empty field."""
+    if type(value) is float:  # the common cases first: this formats every number a run writes
+        return repr(value) if value == value else ""
+    if type(value) is int:
+        return str(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return repr(float(value)) if isinstance(value, (float, np.floating)) else str(value)
@@ -51,6 +59,29 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     write_atomically(path, write)
 
 
+def append_csv(path: Path, header: list[str], rows: list[list], length: int | None) -> int:
+    """Append `rows` to a CSV file in one write, or create it with `header` first when `length` is None (the file
+    is new to this run); return the file's length in bytes after the write."""
+    text = io.StringIO()
+    out = csv.writer(text)
+    if length is None:
+        out.writerow(header)
+    out.writerows([_cell(v) for v in row] for row in rows)
+    data = text.getvalue().encode()
+    try:
+        with open(path, "wb" if length is None else "ab") as handle:
+            handle.write(data)
+    except OSError as exc:  # a full disk: the rows may be cut short, and a resumed run cuts them back
+        raise RunError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+    return (length or 0) + len(data)
+
+
+def _nanmean(values: list[float]) -> float:
+    """The mean of the values that are not NaN (NaN when there are none)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else float("nan")
+
+
 @dataclass
 class Evaluation:
     """The result of testing the model on one task's test set."""
@@ -61,99 +92,170 @@ class Evaluation:
     n_samples: int
 
 
-@dataclass
 class RunRecord:
-    """Everything a run has measured so far, and how to write it to its folder."""
+    """Everything a run has measured so far, and how to write it to its folder.
 
-    folder: Path
-    n_tasks: int
-    meta: dict  # model, stream, scenario, seed, ...: the run's identity in summary.csv
-    diagnostics: bool = False  # whether activations.csv and overlap.csv are written
-    config: dict = field(default_factory=dict)  # the resolved config the run started with, checked on resume
-    R: np.ndarray = field(init=False)  # T x T, NaN where not measured or undefined
-    b: np.ndarray = field(init=False)  # the accuracy on each task at initialisation
-    rows: list[int] = field(default_factory=list)  # the after_task indices measured, in order
-    evals: list[dict] = field(default_factory=list)
-    model_stats: list[dict] = field(default_factory=list)  # what the model reports after each task
-    activations: list[dict] = field(default_factory=list)
-    overlap: list[dict] = field(default_factory=list)
-    tasks_done: int = 0
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    n_params: int = 0
-    status: str = "running"
-    error: str = ""
+    Its memory is the T x T accuracy matrix and O(T) numbers, whatever the number of evaluations.
+    The files that grow with the run (the matrices, evals.csv, online.csv, the diagnostics and
+    model_stats.csv, and any file given rows through `add_rows`) get the rows of each task appended
+    in one write; summary.csv is rewritten.
+    `state()` keeps the byte length of each appended file, so that a resumed run truncates them back
+    to its checkpoint and appends the same bytes again; the accuracy matrix is then read back from
+    evals.csv, its long form.
+    """
 
-    def __post_init__(self):
-        self.R = np.full((self.n_tasks, self.n_tasks), np.nan)
-        self.b = np.full(self.n_tasks, np.nan)
+    STATE = ("rows", "lengths", "online", "tasks_done", "train_seconds", "eval_seconds", "n_params", "mean_sparsity",
+             "mean_overlap", "config")
+
+    def __init__(self, folder: Path, n_tasks: int, meta: dict, diagnostics: bool = False, config: dict | None = None):
+        self.folder = folder
+        self.n_tasks = n_tasks
+        self.meta = meta  # model, stream, scenario, seed, ...: the run's identity in summary.csv
+        self.config = config or {}  # the resolved config the run started with, checked on resume
+        self.R = np.full((n_tasks, n_tasks), np.nan)  # NaN where undefined or not evaluated
+        self.skipped = np.zeros((n_tasks, n_tasks), dtype=bool)  # not evaluated, by the evaluation schedule
+        self.b = np.full(n_tasks, np.nan)  # the accuracy on each task at initialisation
+        self.b_skipped = np.zeros(n_tasks, dtype=bool)
+        self.rows: list[int] = []  # the after_task indices recorded, in order
+        self.online: list[float] = []  # the online accuracy of each phase, in order
+        self.tasks_done = 0
+        self.train_seconds = self.eval_seconds = 0.0
+        self.n_params = 0
+        self.mean_sparsity = self.mean_overlap = float("nan")  # diagnostics of the latest evaluation after a task
+        self.status, self.error = "running", ""
+        self.lengths: dict[str, int] = {}  # bytes written so far to each appended file
+        self._files = {ACCURACY: ["after_task", *(str(j) for j in range(n_tasks))],  # name -> header, created at
+                       FORGETTING: ["after_task", *(str(j) for j in range(n_tasks))],  # the first write
+                       EVALS: list(EVAL_COLUMNS), ONLINE: list(ONLINE_COLUMNS)}
+        if diagnostics:
+            self._files.update({ACTIVATIONS: list(ACTIVATION_COLUMNS), OVERLAP: list(OVERLAP_COLUMNS)})
+        self._pending: dict[str, list[list]] = {name: [] for name in self._files}  # rows to append at the next write
+        self._best = np.full(n_tasks, -np.inf)  # per task, the best evaluated accuracy so far (for forgetting)
+        self._best_through = -1  # the last row folded into _best
+
+    # --- recording ---------------------------------------------------------------------------------
 
     def add(self, after_task: int, evaluations: list[Evaluation], n_params: int) -> None:
-        """Record an evaluation on every task: at initialisation (`after_task` -1) or after a task."""
+        """Record the evaluations made at initialisation (`after_task` -1) or after a task; the tasks not in
+        `evaluations` count as not evaluated there (the schedule skipped them)."""
         for e in evaluations:
-            self.evals.append(dict(zip(EVAL_COLUMNS, (after_task, e.task, e.accuracy, e.loss, e.n_samples, n_params))))
-            if after_task < 0:
-                self.b[e.task] = e.accuracy
-            else:
-                self.R[after_task, e.task] = e.accuracy
-        if after_task >= 0:
+            self._pending[EVALS].append([after_task, e.task, e.accuracy, e.loss, e.n_samples, n_params])
+        if after_task < 0:
+            self.b_skipped[:] = True
+            for e in evaluations:
+                self.b[e.task], self.b_skipped[e.task] = e.accuracy, False
+        else:
+            self.skipped[after_task] = True
+            for e in evaluations:
+                self.R[after_task, e.task], self.skipped[after_task, e.task] = e.accuracy, False
             self.rows.append(after_task)
+            self._pending[ACCURACY].append([after_task, *self.R[after_task].tolist()])
+            self._pending[FORGETTING].append([after_task, *self._forgetting_row(after_task).tolist()])
         self.n_params = n_params
 
-    STATE = ("rows", "evals", "model_stats", "activations", "overlap", "tasks_done", "train_seconds",
-             "eval_seconds", "n_params", "config")
+    def _forgetting_row(self, i: int) -> np.ndarray:
+        """Row i of metrics.forgetting_matrix(R, skipped), from the running best of the rows before it (O(T))."""
+        for row in range(self._best_through + 1, i):  # rows never recorded (joint) are undefined, not skipped
+            self._best[:row + 1] = np.nan
+        T = self.n_tasks
+        row = np.full(T, np.nan)
+        earlier = self._best[:i]
+        ok = ~self.skipped[i, :i] & (earlier != -np.inf)
+        row[:i][ok] = earlier[ok] - self.R[i, :i][ok]
+        candidates = np.where(self.skipped[i], -np.inf, self.R[i])
+        candidates[i + 1:] = -np.inf
+        self._best = np.maximum(self._best, candidates)
+        self._best_through = i
+        return row
 
-    def state(self) -> dict:
-        """What a checkpoint keeps of the record: tensors and plain data only (see clrelu.checkpoint)."""
-        return {"R": torch.from_numpy(self.R), "b": torch.from_numpy(self.b),
-                **{name: getattr(self, name) for name in self.STATE}}
+    def add_rows(self, name: str, header: list[str], rows: list[list]) -> None:
+        """Rows for a file of the run folder that grows with the run, appended at the next write (the first write
+        creates it with `header`)."""
+        self._files.setdefault(name, list(header))
+        self._pending.setdefault(name, []).extend(rows)
 
-    def restore(self, state: dict) -> None:
-        self.R, self.b = state["R"].numpy(), state["b"].numpy()
-        for name in self.STATE:
-            setattr(self, name, state[name])
+    def add_online(self, task: int, accuracy: float, final_loss: float) -> None:
+        """Record the online accuracy and final training loss of the phase that introduced `task`."""
+        self.online.append(accuracy)
+        self.add_rows(ONLINE, list(ONLINE_COLUMNS), [[task, accuracy, final_loss]])
 
     def add_model_stats(self, after_task: int, stats: dict) -> None:
         if stats:
-            self.model_stats.append({"after_task": after_task, **stats})
+            self.add_rows(MODEL_STATS, ["after_task", *stats], [[after_task, *stats.values()]])
 
     def add_diagnostics(self, after_task: int, activations: list[dict], overlap: list[dict]) -> None:
-        self.activations += [{"after_task": after_task, **row} for row in activations]
-        self.overlap += [{"after_task": after_task, **row} for row in overlap]
+        self.add_rows(ACTIVATIONS, list(ACTIVATION_COLUMNS),
+                      [[after_task, *(r[k] for k in ACTIVATION_COLUMNS[1:])] for r in activations])
+        self.add_rows(OVERLAP, list(OVERLAP_COLUMNS),
+                      [[after_task, *(r[k] for k in OVERLAP_COLUMNS[1:])] for r in overlap])
+        if after_task >= 0:
+            self.mean_sparsity = _nanmean([r["sparsity"] for r in activations])
+            self.mean_overlap = _nanmean([r["jaccard"] for r in overlap])
 
-    def _latest_mean(self, rows: list[dict], column: str) -> float:
-        """The mean of a diagnostics column over the rows of the latest evaluation after a task."""
-        latest = [r[column] for r in rows if self.rows and r["after_task"] == self.rows[-1]]
-        values = [v for v in latest if not math.isnan(v)]
-        return sum(values) / len(values) if values else float("nan")
+    # --- what a checkpoint keeps ---------------------------------------------------------------------
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of the record: plain numbers, lists and the appended files' lengths."""
+        return {name: copy.copy(getattr(self, name)) for name in self.STATE}
+
+    def restore(self, state: dict) -> None:
+        """Continue from `state`: cut the appended files back to the lengths it recorded and read the accuracy
+        matrix back from evals.csv."""
+        for name in self.STATE:
+            setattr(self, name, copy.copy(state[name]))
+        for name, length in self.lengths.items():
+            path = self.folder / name
+            size = path.stat().st_size if path.is_file() else -1
+            if size < length:
+                raise RunError(f"{path}: holds {max(size, 0)} bytes, fewer than the {length} its checkpoint recorded; "
+                               "the run folder was changed since, so it cannot be resumed")
+            os.truncate(path, length)
+        self._reload_matrix()
+
+    def _reload_matrix(self) -> None:
+        evaluated = np.zeros((self.n_tasks, self.n_tasks), dtype=bool)
+        self.b_skipped[:] = True
+        with open(self.folder / EVALS, newline="") as handle:
+            for row in itertools.islice(csv.reader(handle), 1, None):
+                after_task, task, accuracy = int(row[0]), int(row[1]), float(row[2]) if row[2] else math.nan
+                if after_task < 0:
+                    self.b[task], self.b_skipped[task] = accuracy, False
+                else:
+                    self.R[after_task, task], evaluated[after_task, task] = accuracy, True
+        recorded = np.zeros(self.n_tasks, dtype=bool)
+        recorded[self.rows] = True
+        self.skipped = recorded[:, None] & ~evaluated
+        for i in self.rows:
+            self._forgetting_row(i)
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def has_results(self) -> bool:
+        """Whether anything was measured or restored (a failed run then keeps its files, marked failed)."""
+        return bool(self.lengths) or any(self._pending.values())
 
     def summary(self) -> dict:
-        row = metrics.summary(self.R, self.b)
-        row.update(mean_sparsity=self._latest_mean(self.activations, "sparsity"),
-                   mean_overlap=self._latest_mean(self.overlap, "jaccard"))
+        """The row of summary.csv. The metrics need the row after the last task: before it they are NaN."""
+        if self.rows and self.rows[-1] == self.n_tasks - 1:
+            row = metrics.summary(self.R, self.b, self.skipped, self.b_skipped)
+        else:
+            row = dict.fromkeys(metrics.NAMES, float("nan"))
+        row.update(mean_sparsity=self.mean_sparsity, mean_overlap=self.mean_overlap)
         row.update(train_seconds=round(self.train_seconds, 4), eval_seconds=round(self.eval_seconds, 4),
                    n_params=self.n_params, **self.meta, n_tasks=self.n_tasks, tasks_done=self.tasks_done,
                    status=self.status, error=self.error)
         return row
 
     def write(self) -> None:
-        """Rewrite the run's CSV files from what was measured so far: the four of every run, the
-        diagnostics' two when they are on, and model_stats.csv when the model reports anything."""
-        header = ["after_task", *(str(j) for j in range(self.n_tasks))]
-        F = metrics.forgetting_matrix(self.R)
-        write_csv(self.folder / ACCURACY, header, [[i, *self.R[i]] for i in self.rows])
-        write_csv(self.folder / FORGETTING, header, [[i, *F[i]] for i in self.rows])
-        write_csv(self.folder / EVALS, list(EVAL_COLUMNS), [[e[k] for k in EVAL_COLUMNS] for e in self.evals])
+        """Append what was recorded since the last write to each growing file (creating it with its header the
+        first time), then rewrite summary.csv."""
+        for name, header in self._files.items():
+            rows = self._pending.get(name, [])
+            if rows or name not in self.lengths:
+                self.lengths[name] = append_csv(self.folder / name, header, rows, self.lengths.get(name))
+            self._pending[name] = []
         summary = self.summary()
         write_csv(self.folder / SUMMARY, list(summary), [list(summary.values())])
-        if self.diagnostics:
-            write_csv(self.folder / ACTIVATIONS, list(ACTIVATION_COLUMNS),
-                      [[r[k] for k in ACTIVATION_COLUMNS] for r in self.activations])
-            write_csv(self.folder / OVERLAP, list(OVERLAP_COLUMNS),
-                      [[r[k] for k in OVERLAP_COLUMNS] for r in self.overlap])
-        if self.model_stats:
-            keys = list(self.model_stats[0])
-            write_csv(self.folder / MODEL_STATS, keys, [[row[k] for k in keys] for row in self.model_stats])
 
 
 def _reason(exc: BaseException) -> str:

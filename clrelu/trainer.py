@@ -1,4 +1,4 @@
-"""The loop over tasks: train each phase of the regime, evaluate every task, record and write."""
+"""The loop over tasks: train each phase of the regime, evaluate as scheduled, record and write."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import RunError
 from clrelu.models.base import ContinualModel
 from clrelu.results import Evaluation, RunRecord
+from clrelu.schedule import EvalSchedule
 from clrelu.strategies.base import Strategy
 from clrelu.streams.base import Stream, Task
 
 log = logging.getLogger(__name__)
 
 REGIMES = ("sequential", "joint", "cumulative")
+LOGGED_TASKS = 20  # an evaluation of more tasks is logged as its mean, not task by task
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,38 @@ class PhaseData:
         return x, y, ids
 
 
+class OnlineTally:
+    """A phase's online accuracy and final training loss, counted step by step from the training pass.
+
+    Online accuracy (Dohare et al. 2024): the accuracy of the predictions the training forward pass
+    makes on each batch before that batch's update, over the phase's own samples of its new tasks
+    (not the ones a strategy adds after them, nor, in the cumulative regime, the earlier tasks'
+    samples): correct predictions / predictions over the phase. Final loss: the mean of the model's
+    loss (without any strategy penalty, on the batch as trained) over the last tenth of the steps.
+    """
+
+    def __init__(self, phase: Phase, steps: int):
+        self.new = torch.tensor(phase.new_tasks) if set(phase.train_tasks) != set(phase.new_tasks) else None
+        self.first_final = steps - max(1, steps // 10)  # the first step of the last tenth
+        self.correct, self.predicted, self.loss_sum, self.loss_steps = 0, 0, 0.0, 0  # correct: a tensor once counted
+
+    @torch.no_grad()
+    def count(self, step: int, logits: torch.Tensor, loss: torch.Tensor, y: torch.Tensor, task) -> None:
+        """One step: `logits` of the batch as trained, whose first len(y) rows are the samples drawn (`y`, `task`)."""
+        hits = logits[:len(y)].argmax(1) == y
+        if self.new is not None:
+            hits = hits[torch.isin(task, self.new.to(task.device))]
+        self.correct = self.correct + hits.sum()
+        self.predicted += len(hits)
+        if step >= self.first_final:
+            self.loss_sum += loss.item()
+            self.loss_steps += 1
+
+    def result(self) -> tuple[float, float]:
+        """(online accuracy, final loss)."""
+        return float(self.correct) / max(self.predicted, 1), self.loss_sum / max(self.loss_steps, 1)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     regime: str = "sequential"
@@ -87,13 +121,14 @@ class TrainSettings:
 
 
 class Trainer:
-    """Trains `model` on `stream` phase after phase, evaluating every task after each."""
+    """Trains `model` on `stream` phase after phase, evaluating the tasks `schedule` names after each."""
 
     def __init__(self, model: ContinualModel, strategy: Strategy, stream: Stream, make_optimizer: Callable,
                  settings: TrainSettings, record: RunRecord, generator: torch.Generator,
-                 monitor: ActivationMonitor | None = None):
+                 monitor: ActivationMonitor | None = None, schedule: EvalSchedule = EvalSchedule()):
         self.model = model
         self.monitor = monitor  # diagnostics gathered during evaluation, or None
+        self.schedule = schedule
         self.strategy = strategy
         self.stream = stream
         self.make_optimizer = make_optimizer
@@ -111,7 +146,7 @@ class Trainer:
         """
         all_phases = phases(self.settings.regime, self.stream.n_tasks)
         if resume_from is None:
-            self._evaluate_into_record(after_task=-1)
+            self._evaluate_into_record(-1, self.schedule.initial(self.stream.n_tasks))
             start = 0
         else:
             start = self._restore(resume_from, all_phases)
@@ -121,15 +156,17 @@ class Trainer:
             for t in phase.new_tasks:
                 self.model.begin_task(t)
                 self.strategy.before_task(self.model, t)
-            self._train(phase)
+            online_accuracy, final_loss = self._train(phase)
             for t in phase.new_tasks:
                 train = self.stream.tasks[t].train
                 self.model.end_task(t, train)
                 self.strategy.after_task(self.model, t, train)
             self.record.train_seconds += time.perf_counter() - started
             self.record.tasks_done += len(phase.new_tasks)
+            self.record.add_online(phase.row, online_accuracy, final_loss)
             self.record.add_model_stats(phase.row, {**self.model.stats(), **self.strategy.stats()})
-            self._evaluate_into_record(after_task=phase.row, phases_done=index + 1)
+            tasks = self.schedule.after(phase.row, phase.new_tasks, self.stream.n_tasks)
+            self._evaluate_into_record(phase.row, tasks, phases_done=index + 1)
 
     def _restore(self, state: dict, all_phases: list[Phase]) -> int:
         """Bring model, record and random generators back to a checkpoint; return the next phase."""
@@ -188,10 +225,12 @@ class Trainer:
         self.optimizer.load_state_dict(saved["state"])
         self.optimizer_groups = groups
 
-    def _train(self, phase: Phase) -> None:
+    def _train(self, phase: Phase) -> tuple[float, float]:
+        """Train on the phase's data; return its online accuracy and final training loss (see OnlineTally)."""
         data = PhaseData([self.stream.tasks[t] for t in phase.train_tasks])
         n, size = len(data), self.settings.batch_size
         steps = self.settings.iters or self.settings.epochs * math.ceil(n / size)
+        tally = OnlineTally(phase, steps)
         optimizer = self._optimizer()
         self.model.train()
         name = f"task {phase.row}" if len(phase.new_tasks) == 1 else "joint"
@@ -202,8 +241,10 @@ class Trainer:
                 for start in range(0, n, size):
                     if step == steps:
                         break
-                    xb, yb, tb = self.strategy.batch(*data.gather(order[start:start + size]))
-                    loss, _ = self.model.loss_and_logits(xb, yb, tb)
+                    x, y, task = data.gather(order[start:start + size])
+                    xb, yb, tb = self.strategy.batch(x, y, task)
+                    loss, logits = self.model.loss_and_logits(xb, yb, tb)
+                    tally.count(step, logits, loss, y, task)
                     penalty = self.strategy.penalty(self.model, xb, tb)
                     if penalty is not None:
                         loss = loss + penalty
@@ -221,19 +262,21 @@ class Trainer:
                     bar.update()
                     if step % 50 == 0:
                         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        return tally.result()
 
     @torch.inference_mode()
-    def evaluate(self) -> list[Evaluation]:
-        """Accuracy and mean loss on every task's test set; NaN for tasks the model cannot answer yet.
+    def evaluate(self, tasks: list[int] | None = None, focus: int = 0) -> list[Evaluation]:
+        """Accuracy and mean loss on the test sets of `tasks` (default: all); NaN for tasks the model cannot answer
+        yet.
 
-        With a monitor, the same forward passes feed the diagnostics.
+        With a monitor, the same forward passes feed the diagnostics (`focus`: the task just learned).
         """
         self.model.eval()
         results = []
         size = self.settings.eval_batch_size
         if self.monitor:
-            self.monitor.begin_pass()
-        for task in self.stream.tasks:
+            self.monitor.begin_pass(focus)
+        for task in (self.stream.tasks if tasks is None else [self.stream.tasks[t] for t in tasks]):
             n = len(task.test)
             if not self.model.knows(task.id):
                 results.append(Evaluation(task.id, float("nan"), float("nan"), n))
@@ -253,15 +296,26 @@ class Trainer:
             self.monitor.end_pass()
         return results
 
-    def _evaluate_into_record(self, after_task: int, phases_done: int = 0) -> None:
-        started = time.perf_counter()
-        evaluations = self.evaluate()
-        self.record.eval_seconds += time.perf_counter() - started
+    def _evaluate_into_record(self, after_task: int, tasks: list[int], phases_done: int = 0) -> None:
+        """Evaluate `tasks` (none: a phase the schedule skips), record, write the files, then checkpoint."""
+        evaluations = []
+        if tasks:
+            started = time.perf_counter()
+            evaluations = self.evaluate(tasks, focus=max(after_task, 0))
+            self.record.eval_seconds += time.perf_counter() - started
+            if self.monitor:
+                self.record.add_diagnostics(after_task, self.monitor.activations, self.monitor.overlap)
         self.record.add(after_task, evaluations, self.model.n_params())
-        if self.monitor:
-            self.record.add_diagnostics(after_task, self.monitor.activations, self.monitor.overlap)
-        save_checkpoint(self.record.folder, self._checkpoint(phases_done))
         self.record.write()
-        accuracies = " ".join("  -  " if math.isnan(e.accuracy) else f"{e.accuracy:.3f}" for e in evaluations)
+        save_checkpoint(self.record.folder, self._checkpoint(phases_done))
         label = "initial" if after_task < 0 else f"after task {after_task}"
-        log.info("%-13s accuracy per task: %s", label, accuracies)
+        if not evaluations:
+            if after_task >= 0:
+                log.info("%-13s not evaluated (eval.every=%d)", label, self.schedule.every)
+        elif len(evaluations) <= LOGGED_TASKS:
+            accuracies = " ".join("  -  " if math.isnan(e.accuracy) else f"{e.accuracy:.3f}" for e in evaluations)
+            log.info("%-13s accuracy per task: %s", label, accuracies)
+        else:
+            known = [e.accuracy for e in evaluations if not math.isnan(e.accuracy)]
+            mean = sum(known) / len(known) if known else math.nan
+            log.info("%-13s mean accuracy over %d tasks: %.3f", label, len(known), mean)

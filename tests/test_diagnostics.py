@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
+from clrelu import diagnostics
 from clrelu.diagnostics import ActivationMonitor
 from clrelu.models.layers import make_activation
 from clrelu.models.mlp import MLP
@@ -121,3 +122,21 @@ def test_overlap_csv_and_summary_columns(tmp_path):
     assert record.summary()["mean_overlap"] == pytest.approx(final.jaccard.mean())
     activations = pd.read_csv(tmp_path / "activations.csv")
     assert len(activations) == 6 * 5 * 2  # init and five tasks, five evaluated tasks, two layers
+
+
+def test_overlap_of_a_pass_over_many_tasks_keeps_the_pairs_of_its_focus_task(monkeypatch):
+    torch.manual_seed(0)
+    stream = synthetic_stream("task", n_tasks=25, classes_per_task=2, n_features=8, train_per_class=5,
+                              test_per_class=10, noise=1.0, seed=0, train_limit=None, test_limit=None)
+    model = MLP(8, stream.layout, hidden=[16])
+
+    def overlap(limit):
+        monkeypatch.setattr(diagnostics, "ALL_PAIRS_UP_TO", limit)
+        monitor = ActivationMonitor(model)
+        Trainer(model, None, stream, None, TrainSettings(), None, None, monitor).evaluate(focus=7)
+        return {(r["task_a"], r["task_b"]): r["jaccard"] for r in monitor.overlap}
+
+    every_pair, bounded = overlap(100), overlap(20)
+    assert len(every_pair) == 25 * 24 // 2
+    assert sorted(bounded) == sorted((min(7, t), max(7, t)) for t in range(25) if t != 7)
+    assert all(bounded[pair] == every_pair[pair] for pair in bounded)
