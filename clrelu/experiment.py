@@ -21,6 +21,7 @@ from clrelu.config import job_config
 from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import ClreluError, ConfigError
 from clrelu.files import remove_temporaries
+from clrelu.memory import pin_mmap_threshold
 from clrelu.results import RunRecord
 from clrelu.schedule import EvalSchedule
 from clrelu.streams.base import SCENARIOS
@@ -166,6 +167,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     if threads:
         torch.set_num_threads(threads)
 
+    pin_mmap_threshold()
     generator = seed_everything(seed)
     stream = build(make_stream, "stream").to(device)
     model = build(make_model, "model", in_features=stream.in_features, layout=stream.layout).to(device)
