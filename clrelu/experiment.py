@@ -22,6 +22,7 @@ from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import ClreluError, ConfigError
 from clrelu.files import remove_temporaries
 from clrelu.memory import pin_mmap_threshold
+from clrelu.plasticity import PlasticityProbe
 from clrelu.results import RunRecord
 from clrelu.schedule import EvalSchedule
 from clrelu.streams.base import SCENARIOS
@@ -139,6 +140,13 @@ def diagnostics_monitor(node: DictConfig, model) -> ActivationMonitor | None:
     return ActivationMonitor(model, node.zero_tolerance, node.unit_threshold)
 
 
+def plasticity_probe(node: DictConfig, model) -> PlasticityProbe | None:
+    """The plasticity probe the `plasticity` config asks for, or None when it is off."""
+    if not checks.boolean("plasticity.enabled", node.enabled):
+        return None
+    return PlasticityProbe(model, node.probe_size, node.tau, node.delta)
+
+
 def shown(folder: Path) -> str:
     """A folder as users typed it: relative to the working directory when it lies below it."""
     folder = folder.resolve()
@@ -178,12 +186,14 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     meta = {"model": names["model"], "stream": names["stream"], "scenario": scenario, "seed": seed,
             "regime": train_settings.regime, "optimizer": names["optimizer"], "strategy": names["strategy"]}
     monitor = diagnostics_monitor(cfg.diagnostics, model)
+    probe = plasticity_probe(cfg.plasticity, model)
     folder.mkdir(parents=True, exist_ok=True)
     record = RunRecord(folder, stream.n_tasks, meta, diagnostics=monitor is not None, config=config)
     log.info("%s with %s on %s (%d tasks, %s scenario, %s regime), %d parameters, writing to %s", names["model"],
              names["strategy"], names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(),
              shown(folder))
-    trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator, monitor, schedule)
+    trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator, monitor, schedule,
+                      probe)
     if resume:
         remove_temporaries(folder)  # of writes a kill cut short
     try:

@@ -1,4 +1,4 @@
-"""Continual-learning metrics as pure functions of the accuracy matrix.
+"""Continual-learning metrics as pure functions of the accuracy matrix (and of the online accuracies).
 
 `R[i, j]` is the test accuracy on task j after training tasks 0..i (tasks numbered from 0), a T x T
 array, and `b[j]` the accuracy on task j at initialisation. An entry is NaN for one of two reasons,
@@ -97,3 +97,12 @@ def summary(R: np.ndarray, b: np.ndarray, skipped: np.ndarray | None = None,
     values = (average_accuracy(R, skipped), learning_accuracy(R, skipped), average_forgetting(R, skipped),
               backward_transfer(R, skipped), forward_transfer(R, b, skipped, b_skipped))
     return dict(zip(NAMES, values))
+
+
+def online_tenths(online: list[float]) -> tuple[float, float]:
+    """The mean online accuracy of the first and of the last tenth of the phases (ceil(n / 10) of them, at least
+    one): how well the stream's first tasks were learned, and how well its last ones (Dohare et al. 2024)."""
+    if not online:
+        return float("nan"), float("nan")
+    k = -(-len(online) // 10)
+    return float(np.mean(online[:k])), float(np.mean(online[-k:]))

@@ -15,9 +15,6 @@ import torch
 from clrelu import checks
 from clrelu.models.base import ContinualModel
 
-COLUMNS = ("task", "layer", "dead_fraction", "dormant_fraction", "effective_rank", "srank", "weight_magnitude")
-
-
 def unit_activity(H: torch.Tensor, n_units: int) -> torch.Tensor:
     """m x n: per sample, the sum of the absolute values of each unit's outputs."""
     return H.abs().reshape(len(H), -1, n_units).sum(1)

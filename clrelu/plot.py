@@ -1,4 +1,4 @@
-"""`clrelu plot`: a run's accuracy matrix and per-task curves, or a sweep's average-accuracy curves, as PNG."""
+"""`clrelu plot`: a run's accuracy matrix, per-task curves and plasticity measures, or a sweep's curves, as PNG."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from clrelu import results
 from clrelu.compare import group_runs, load_runs
 from clrelu.errors import ClreluError, ConfigError
 from clrelu.files import write_atomically
+
+MANY_TASKS = 20  # beyond this many tasks a figure shows no per-cell numbers, per-task curves, markers or task ticks
+PLASTICITY_MEASURES = ("dead_fraction", "dormant_fraction", "effective_rank", "srank", "weight_magnitude")
 
 
 def _pyplot():
@@ -44,37 +47,89 @@ def diagnostics_over_tasks(run: Path) -> tuple[pd.DataFrame, pd.DataFrame] | Non
     return sparsity, jaccard
 
 
+def plasticity_over_tasks(run: Path) -> dict[str, pd.DataFrame] | None:
+    """Per plasticity measure, a frame of its value after each task (rows) in each hidden layer (columns);
+    None when the run has no plasticity.csv."""
+    if not (run / results.PLASTICITY).is_file():
+        return None
+    frame = results.read_csv(run / results.PLASTICITY)
+    try:
+        return {measure: frame.pivot(index="task", columns="layer", values=measure) for measure in PLASTICITY_MEASURES}
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{run / results.PLASTICITY}: damaged ({type(exc).__name__} {exc})") from None
+
+
+def online_accuracy(run: Path) -> pd.Series:
+    """The online accuracy of each task, from online.csv."""
+    frame = results.read_csv(run / results.ONLINE)
+    if not {"task", "online_accuracy"} <= set(frame.columns):
+        raise ConfigError(f"{run / results.ONLINE}: damaged (it lacks the columns task, online_accuracy)")
+    return frame.set_index("task").online_accuracy
+
+
 def _draw_matrix(fig, heat, R: pd.DataFrame) -> None:
     T = R.shape[1]
     values = R.to_numpy(dtype=float)
-    image = heat.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    for (i, j), value in np.ndenumerate(values):
-        if not np.isnan(value):
-            heat.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                      color="black" if value > 0.6 else "white")
-    heat.set_xticks(range(T), [str(j) for j in R.columns])
-    heat.set_yticks(range(len(R)), [str(i) for i in R.index])
+    image = heat.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis", aspect="auto",
+                        interpolation="nearest")
+    if T <= MANY_TASKS:
+        for (i, j), value in np.ndenumerate(values):
+            if not np.isnan(value):
+                heat.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                          color="black" if value > 0.6 else "white")
+        heat.set_xticks(range(T), [str(j) for j in R.columns])
+        heat.set_yticks(range(len(R)), [str(i) for i in R.index])
     heat.set_xlabel("evaluated task")
     heat.set_ylabel("after training task")
     heat.set_title("accuracy matrix R")
     fig.colorbar(image, ax=heat, fraction=0.046)
 
 
-def _over_tasks(ax, frame: pd.DataFrame | None, ylabel: str, title: str, ticks: list[int]) -> None:
+def _over_tasks(ax, frame: pd.DataFrame | None, ylabel: str, title: str, ticks: list[int], bounded: bool = True,
+                style: str = "-", suffix: str = "") -> None:
+    """Curves over tasks, one per column of `frame` (a layer, labelled with `suffix`), on a 0-1 scale unless
+    not `bounded`."""
+    few = len(ticks) <= MANY_TASKS + 1
     if frame is not None:
-        for layer in frame.columns:
-            ax.plot(frame.index, frame[layer], marker="o", markersize=3, label=layer)
+        for k, layer in enumerate(frame.columns):
+            ax.plot(frame.index, frame[layer], style, color=f"C{k}", marker="o" if few else None, markersize=3,
+                    label=f"{layer}{suffix}")
         ax.legend(fontsize=7)
-    ax.set_xticks(ticks, ["init" if i < 0 else str(i) for i in ticks])
+    if few:
+        ax.set_xticks(ticks, ["init" if i < 0 else str(i) for i in ticks])
     ax.set_xlabel("after training task")
     ax.set_ylabel(ylabel)
-    ax.set_ylim(-0.02, 1.02)
+    if bounded:
+        ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
+
+
+def _plasticity_panels(axes, run: Path, measures: dict[str, pd.DataFrame], ticks: list[int]) -> None:
+    """Online accuracy (when online.csv exists), dead and dormant fractions, effective rank and srank, and weight
+    magnitude of every hidden layer over the tasks, on four axes."""
+    online_ax, units_ax, rank_ax, weight_ax = axes
+    if (run / results.ONLINE).is_file():
+        online = online_accuracy(run)
+        _over_tasks(online_ax, online.to_frame("online accuracy"), "accuracy on each batch before its update",
+                    "online accuracy", ticks)
+    else:
+        online_ax.set_axis_off()
+    _over_tasks(units_ax, measures["dead_fraction"], "fraction of units", "dead and dormant units", ticks,
+                suffix=" dead")
+    _over_tasks(units_ax, measures["dormant_fraction"], "fraction of units", "dead and dormant units", ticks,
+                style="--", suffix=" dormant")
+    _over_tasks(rank_ax, measures["effective_rank"], "rank", "rank of the hidden representation", ticks,
+                bounded=False, suffix=" effective rank")
+    _over_tasks(rank_ax, measures["srank"], "rank", "rank of the hidden representation", ticks, bounded=False,
+                style="--", suffix=" srank")
+    _over_tasks(weight_ax, measures["weight_magnitude"], "mean |w| of the incoming weights", "weight magnitude",
+                ticks, bounded=False)
 
 
 def run_figure(run: Path):
     """Heatmap of the accuracy matrix and the accuracy on every task over training; with diagnostics, also the
-    hidden layers' sparsity and task overlap after every task."""
+    hidden layers' sparsity and task overlap after every task; with plasticity.csv, the online accuracy and the
+    plasticity measures of every hidden layer over the tasks."""
     plt = _pyplot()
     results.read_summary(run / results.SUMMARY)
     summary = results.read_csv(run / results.SUMMARY).iloc[0]
@@ -83,23 +138,29 @@ def run_figure(run: Path):
     if not {"eval_task", "after_task", "accuracy"} <= set(evals.columns):
         raise ConfigError(f"{run / results.EVALS}: damaged (it lacks the columns after_task, eval_task, accuracy)")
     diagnostics = diagnostics_over_tasks(run)
-    rows = 1 if diagnostics is None else 2
+    measures = plasticity_over_tasks(run)
+    rows = 1 + (diagnostics is not None) + 2 * (measures is not None)
     T = R.shape[1]
-    fig, axes = plt.subplots(rows, 2, figsize=(5 + 0.9 * T, 4.2 * rows), squeeze=False,
+    fig, axes = plt.subplots(rows, 2, figsize=(min(5 + 0.9 * T, 16), 4.2 * rows), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1.2]})
     (heat, curves) = axes[0]
     _draw_matrix(fig, heat, R)
-    for task, task_rows in evals.groupby("eval_task"):
-        curves.plot(task_rows.after_task, task_rows.accuracy, marker="o", markersize=3, label=f"task {task}")
+    if T <= MANY_TASKS:
+        for task, task_rows in evals.groupby("eval_task"):
+            curves.plot(task_rows.after_task, task_rows.accuracy, marker="o", markersize=3, label=f"task {task}")
     seen = seen_accuracy(R)
     curves.plot(seen.index, seen.values, "k--", linewidth=2, label="seen tasks")
     ticks = [-1, *R.index]
     _over_tasks(curves, None, "test accuracy", "accuracy per task", ticks)
     curves.legend(fontsize=7, loc="lower left")
+    row = 1
     if diagnostics is not None:
         sparsity, jaccard = diagnostics
-        _over_tasks(axes[1][0], sparsity, "mean sparsity over the tasks", "hidden-layer sparsity", ticks)
-        _over_tasks(axes[1][1], jaccard, "mean Jaccard of task-active units", "task overlap", ticks)
+        _over_tasks(axes[row][0], sparsity, "mean sparsity over the tasks", "hidden-layer sparsity", ticks)
+        _over_tasks(axes[row][1], jaccard, "mean Jaccard of task-active units", "task overlap", ticks)
+        row += 1
+    if measures is not None:
+        _plasticity_panels([*axes[row], *axes[row + 1]], run, measures, ticks[1:])
     fig.suptitle(f"{summary.model} on {summary.stream} ({summary.scenario}, seed {summary.seed}): "
                  f"ACC {summary.avg_accuracy:.3f}, forgetting {summary.avg_forgetting:.3f}", fontsize=10)
     fig.tight_layout()
@@ -107,8 +168,9 @@ def run_figure(run: Path):
 
 
 def _run_curves(run: Path) -> dict[str, pd.Series]:
-    """A run's curves over its tasks: accuracy on the tasks seen so far, and (with diagnostics) the mean
-    sparsity and task overlap of its hidden layers."""
+    """A run's curves over its tasks: accuracy on the tasks seen so far; with diagnostics the mean sparsity and
+    task overlap of its hidden layers; its online accuracy; and the mean over its hidden layers of the dead and
+    dormant fractions and of the effective rank."""
     curves = {"accuracy": seen_accuracy(results.read_matrix(run / results.ACCURACY))}
     diagnostics = diagnostics_over_tasks(run)
     if diagnostics is not None:
@@ -116,6 +178,13 @@ def _run_curves(run: Path) -> dict[str, pd.Series]:
         curves["sparsity"] = sparsity.mean(axis=1).drop(-1, errors="ignore")
         if jaccard is not None:
             curves["overlap"] = jaccard.mean(axis=1).drop(-1, errors="ignore")
+    if (run / results.ONLINE).is_file():
+        curves["online"] = online_accuracy(run)
+    measures = plasticity_over_tasks(run)
+    if measures is not None:
+        for panel, measure in (("dead", "dead_fraction"), ("dormant", "dormant_fraction"),
+                               ("erank", "effective_rank")):
+            curves[panel] = measures[measure].mean(axis=1)
     return curves
 
 
@@ -130,10 +199,17 @@ def _curves_or_none(run: Path, left_out: list[str]) -> dict[str, pd.Series] | No
     return None
 
 
+SWEEP_PANELS = {"accuracy": "mean accuracy on the tasks seen so far", "sparsity": "mean hidden-layer sparsity",
+                "overlap": "mean Jaccard of task-active units", "online": "online accuracy",
+                "dead": "dead units (mean over layers)", "dormant": "dormant units (mean over layers)",
+                "erank": "effective rank (mean over layers)"}
+UNBOUNDED = ("erank",)  # panels not on a 0-1 scale
+
+
 def sweep_figure(folder: Path, by: list[str] | None = None, left_out: list[str] | None = None):
-    """Each group's mean accuracy on the tasks seen so far after every task, and with diagnostics the mean
-    sparsity and task overlap, with a band of one std over seeds. Damaged runs are left out, each with a
-    line in `left_out`."""
+    """Each group's curves over the tasks (accuracy on the tasks seen so far; with diagnostics the mean sparsity
+    and task overlap; with plasticity measures the online accuracy, dead and dormant fractions and effective
+    rank), with a band of one std over seeds. Damaged runs are left out, each with a line in `left_out`."""
     plt = _pyplot()
     left_out = [] if left_out is None else left_out
     frame = load_runs([str(folder)], left_out)
@@ -147,23 +223,30 @@ def sweep_figure(folder: Path, by: list[str] | None = None, left_out: list[str] 
             groups.append((label, runs))
     if not groups:
         raise ClreluError(f"{folder}: none of its finished runs can be plotted")
-    panels = [p for p in ("accuracy", "sparsity", "overlap") if all(p in c for _, runs in groups for c in runs)]
-    titles = {"accuracy": "mean accuracy on the tasks seen so far", "sparsity": "mean hidden-layer sparsity",
-              "overlap": "mean Jaccard of task-active units"}
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels) + 3, 4.5), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    panels = [p for p in SWEEP_PANELS if all(p in c for _, runs in groups for c in runs)]
+    columns = min(len(panels), 4)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns + 3, 4.5 * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax, panel in zip(flat, panels):
         lowest, tasks = 1.0, set()
         for label, runs in groups:
             curves = pd.DataFrame([c[panel] for c in runs])
             mean, std = curves.mean(), curves.std().fillna(0)
-            ax.plot(mean.index, mean.values, marker="o", markersize=3, label=f"{label} (n={len(curves)})")
+            few = len(mean) <= MANY_TASKS
+            ax.plot(mean.index, mean.values, marker="o" if few else None, markersize=3,
+                    label=f"{label} (n={len(curves)})")
             ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)
             lowest, tasks = min(lowest, float((mean - std).min())), tasks | set(mean.index)
-        ax.set_xticks(sorted(tasks))
+        if len(tasks) <= MANY_TASKS:
+            ax.set_xticks(sorted(tasks))
         ax.set_xlabel("after training task")
-        ax.set_title(titles[panel], fontsize=10)
-        ax.set_ylim(max(0.0, lowest - 0.05), 1.01)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_title(SWEEP_PANELS[panel], fontsize=10)
+        if panel not in UNBOUNDED:
+            ax.set_ylim(max(0.0, lowest - 0.05), 1.01)
+    for ax in flat[len(panels):]:
+        ax.set_axis_off()
+    flat[columns - 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"{folder.name}: {len(finished)} finished runs", fontsize=10)
     fig.tight_layout()
     return fig

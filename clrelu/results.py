@@ -23,15 +23,20 @@ from clrelu.files import write_atomically
 
 ACCURACY, FORGETTING, EVALS, SUMMARY = "accuracy.csv", "forgetting.csv", "evals.csv", "summary.csv"
 MODEL_STATS, ACTIVATIONS, OVERLAP, ONLINE = "model_stats.csv", "activations.csv", "overlap.csv", "online.csv"
+PLASTICITY = "plasticity.csv"
 EVAL_COLUMNS = ("after_task", "eval_task", "accuracy", "loss", "n_samples", "n_params")
 ONLINE_COLUMNS = ("task", "online_accuracy", "final_loss")
 ACTIVATION_COLUMNS = ("after_task", "eval_task", "layer", "sparsity", "nonpositive_fraction", "dead_fraction",
                       "n_units")
 OVERLAP_COLUMNS = ("after_task", "layer", "task_a", "task_b", "jaccard")
+PLASTICITY_COLUMNS = ("task", "layer", "dead_fraction", "dormant_fraction", "effective_rank", "srank",
+                      "weight_magnitude")
+FINAL_PLASTICITY = ("final_dead_fraction", "final_dormant_fraction", "final_effective_rank")  # in summary.csv
 STATUSES = ("running", "finished", "failed")
 IDENTITY_COLUMNS = ("model", "stream", "seed", "n_tasks", "tasks_done", "status")  # what marks a clrelu summary.csv
 NUMERIC_COLUMNS = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "mean_sparsity",
-                   "mean_overlap", "train_seconds", "eval_seconds", "n_params")
+                   "mean_overlap", "online_first_tenth", "online_last_tenth", *FINAL_PLASTICITY, "train_seconds",
+                   "eval_seconds", "n_params")
 
 
 def _cell(value) -> str:
@@ -105,7 +110,7 @@ class RunRecord:
     """
 
     STATE = ("rows", "lengths", "online", "tasks_done", "train_seconds", "eval_seconds", "n_params", "mean_sparsity",
-             "mean_overlap", "config")
+             "mean_overlap", "final_plasticity", "config")
 
     def __init__(self, folder: Path, n_tasks: int, meta: dict, diagnostics: bool = False, config: dict | None = None):
         self.folder = folder
@@ -122,6 +127,7 @@ class RunRecord:
         self.train_seconds = self.eval_seconds = 0.0
         self.n_params = 0
         self.mean_sparsity = self.mean_overlap = float("nan")  # diagnostics of the latest evaluation after a task
+        self.final_plasticity = dict.fromkeys(FINAL_PLASTICITY, float("nan"))  # of the latest task probed
         self.status, self.error = "running", ""
         self.lengths: dict[str, int] = {}  # bytes written so far to each appended file
         self._files = {ACCURACY: ["after_task", *(str(j) for j in range(n_tasks))],  # name -> header, created at
@@ -178,6 +184,13 @@ class RunRecord:
         """Record the online accuracy and final training loss of the phase that introduced `task`."""
         self.online.append(accuracy)
         self.add_rows(ONLINE, list(ONLINE_COLUMNS), [[task, accuracy, final_loss]])
+
+    def add_plasticity(self, rows: list[dict]) -> None:
+        """Record the plasticity probe's rows for one task (one per hidden layer)."""
+        self.add_rows(PLASTICITY, list(PLASTICITY_COLUMNS), [[r[k] for k in PLASTICITY_COLUMNS] for r in rows])
+        if rows:
+            self.final_plasticity = {f"final_{m}": _nanmean([r[m] for r in rows])
+                                     for m in ("dead_fraction", "dormant_fraction", "effective_rank")}
 
     def add_model_stats(self, after_task: int, stats: dict) -> None:
         if stats:
@@ -236,11 +249,14 @@ class RunRecord:
 
     def summary(self) -> dict:
         """The row of summary.csv. The metrics need the row after the last task: before it they are NaN."""
-        if self.rows and self.rows[-1] == self.n_tasks - 1:
+        finished = bool(self.rows) and self.rows[-1] == self.n_tasks - 1
+        if finished:
             row = metrics.summary(self.R, self.b, self.skipped, self.b_skipped)
         else:
             row = dict.fromkeys(metrics.NAMES, float("nan"))
-        row.update(mean_sparsity=self.mean_sparsity, mean_overlap=self.mean_overlap)
+        first, last = metrics.online_tenths(self.online) if finished else (float("nan"), float("nan"))
+        row.update(mean_sparsity=self.mean_sparsity, mean_overlap=self.mean_overlap, online_first_tenth=first,
+                   online_last_tenth=last, **self.final_plasticity)
         row.update(train_seconds=round(self.train_seconds, 4), eval_seconds=round(self.eval_seconds, 4),
                    n_params=self.n_params, **self.meta, n_tasks=self.n_tasks, tasks_done=self.tasks_done,
                    status=self.status, error=self.error)

@@ -16,6 +16,7 @@ from clrelu.checkpoint import global_rng, restore_global_rng, save_checkpoint
 from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import RunError
 from clrelu.models.base import ContinualModel
+from clrelu.plasticity import PlasticityProbe, probe_indices
 from clrelu.results import Evaluation, RunRecord
 from clrelu.schedule import EvalSchedule
 from clrelu.strategies.base import Strategy
@@ -125,10 +126,12 @@ class Trainer:
 
     def __init__(self, model: ContinualModel, strategy: Strategy, stream: Stream, make_optimizer: Callable,
                  settings: TrainSettings, record: RunRecord, generator: torch.Generator,
-                 monitor: ActivationMonitor | None = None, schedule: EvalSchedule = EvalSchedule()):
+                 monitor: ActivationMonitor | None = None, schedule: EvalSchedule = EvalSchedule(),
+                 probe: PlasticityProbe | None = None):
         self.model = model
         self.monitor = monitor  # diagnostics gathered during evaluation, or None
         self.schedule = schedule
+        self.probe = probe  # plasticity measures after every task, or None
         self.strategy = strategy
         self.stream = stream
         self.make_optimizer = make_optimizer
@@ -162,6 +165,8 @@ class Trainer:
                 self.model.end_task(t, train)
                 self.strategy.after_task(self.model, t, train)
             self.record.train_seconds += time.perf_counter() - started
+            for t in phase.new_tasks:
+                self._measure_plasticity(t)
             self.record.tasks_done += len(phase.new_tasks)
             self.record.add_online(phase.row, online_accuracy, final_loss)
             self.record.add_model_stats(phase.row, {**self.model.stats(), **self.strategy.stats()})
@@ -295,6 +300,17 @@ class Trainer:
         if self.monitor:
             self.monitor.end_pass()
         return results
+
+    def _measure_plasticity(self, task_id: int) -> None:
+        """The probe's measures of every hidden layer on task `task_id`'s fixed probe samples (counted as evaluation
+        time)."""
+        if self.probe is None:
+            return
+        started = time.perf_counter()
+        train = self.stream.tasks[task_id].train
+        x, _ = train.gather(probe_indices(len(train), self.probe.probe_size))
+        self.record.add_plasticity(self.probe.measure(x, task_id))
+        self.record.eval_seconds += time.perf_counter() - started
 
     def _evaluate_into_record(self, after_task: int, tasks: list[int], phases_done: int = 0) -> None:
         """Evaluate `tasks` (none: a phase the schedule skips), record, write the files, then checkpoint."""

@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ from clrelu.plasticity import (
     weight_magnitude,
 )
 from clrelu.streams.base import HeadLayout
+from conftest import run_in_process
 
 DOMAIN = HeadLayout("domain", n_tasks=2, classes_per_task=2)
 
@@ -131,3 +133,20 @@ def test_the_probe_counts_crelu_units_and_reads_through_layer_norm():
     assert rows[0]["dead_fraction"] == 0.0  # relu(-x) of the -100-biased units fires on every sample
     layer_norm = hand_built("relu", norm="layer")
     assert [r["layer"] for r in PlasticityProbe(layer_norm).measure(torch.rand(50, 4), 0)] == ["trunk.2", "trunk.5"]
+
+
+def test_a_run_writes_a_row_per_task_and_layer_and_measuring_changes_nothing(tmp_path):
+    fast = ["stream=synthetic", "model.hidden=[16,8]", "stream.train_per_class=50", "stream.test_per_class=20",
+            "stream.n_tasks=3", "trainer.batch_size=16"]
+    on = run_in_process(tmp_path / "on", *fast)
+    run_in_process(tmp_path / "off", *fast, "plasticity.enabled=false")
+    frame = pd.read_csv(tmp_path / "on" / "plasticity.csv")
+    assert list(frame.columns) == ["task", "layer", "dead_fraction", "dormant_fraction", "effective_rank", "srank",
+                                   "weight_magnitude"]
+    assert list(zip(frame.task, frame.layer)) == [(t, layer) for t in range(3) for layer in ("trunk.1", "trunk.3")]
+    assert not (tmp_path / "off" / "plasticity.csv").exists()
+    assert (tmp_path / "on" / "accuracy.csv").read_bytes() == (tmp_path / "off" / "accuracy.csv").read_bytes()
+    summary = on.summary()
+    last = frame[frame.task == 2]
+    assert summary["final_dead_fraction"] == pytest.approx(last.dead_fraction.mean())
+    assert summary["final_effective_rank"] == pytest.approx(last.effective_rank.mean())

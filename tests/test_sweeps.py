@@ -77,15 +77,19 @@ def test_plot_of_a_run_and_of_a_sweep(sweep, tmp_path):
     assert done.returncode == 0, done.stderr
     image = matplotlib.image.imread(tmp_path / "run.png")
     assert image.ndim == 3 and image.shape[2] in (3, 4) and image.shape[0] > 300 and image.shape[1] > 600
-    # heatmap, its colour bar, accuracy curves, and the diagnostics: sparsity and overlap over tasks
-    assert len(run_figure(run).axes) == 5
+    # heatmap, its colour bar, accuracy curves; the diagnostics: sparsity and overlap over tasks; the plasticity
+    # measures: online accuracy, dead and dormant units, ranks, weight magnitude
+    assert len(run_figure(run).axes) == 9
     done = run_cli("plot", str(sweep), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     image = matplotlib.image.imread(sweep / "plot.png")
     assert image.shape[0] > 300 and image.shape[1] > 600
     figure = sweep_figure(sweep)
-    assert len(figure.axes) == 3  # accuracy, sparsity, overlap
-    assert all(len(ax.get_lines()) == 2 for ax in figure.axes)  # one curve per model
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles[:3] == ["mean accuracy on the tasks seen so far", "mean hidden-layer sparsity",
+                          "mean Jaccard of task-active units"]
+    assert {"dead units (mean over layers)", "effective rank (mean over layers)"} <= set(titles)
+    assert all(len(ax.get_lines()) == 2 for ax in figure.axes if ax.get_title())  # one curve per model
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
