@@ -137,6 +137,19 @@ def diagnostics_overhead(repeats: int) -> tuple[float, float]:
     return statistics.median(seconds[True]), statistics.median(seconds[False])
 
 
+def plasticity_overhead(repeats: int) -> tuple[float, float, int]:
+    """Median seconds (training and evaluation) of the split_fmnist run with the plasticity probe on and off,
+    alternating, and the number of tasks it measured."""
+    on, off = (compose([*COMMON, *STREAMS["split_fmnist"], f"plasticity.enabled={flag}"]) for flag in (True, False))
+    seconds = {True: [], False: []}
+    for _ in range(repeats):
+        for flag, (cfg, names) in ((True, on), (False, off)):
+            with tempfile.TemporaryDirectory() as folder:
+                record = run_experiment(cfg, Path(folder), names)
+            seconds[flag].append(record.train_seconds + record.eval_seconds)
+    return statistics.median(seconds[True]), statistics.median(seconds[False]), record.n_tasks
+
+
 def startup_seconds() -> tuple[float, float]:
     """`clrelu run --help`, and a run's start to its first training step (import, config, model)."""
     started = time.perf_counter()
@@ -193,6 +206,9 @@ def main() -> None:
         print(f"full Fashion-MNIST from the gz files: {data_seconds(root):.2f} s")
         on, off = diagnostics_overhead(args.repeats)
         print(f"split_fmnist evaluation with diagnostics on {on:.3f} s, off {off:.3f} s: overhead {on / off - 1:+.1%}")
+        on, off, tasks = plasticity_overhead(args.repeats)
+        print(f"split_fmnist training and evaluation with the plasticity probe on {on:.3f} s, off {off:.3f} s: "
+              f"overhead {on / off - 1:+.1%} ({(on - off) / tasks * 1000:.0f} ms a task)")
 
 
 if __name__ == "__main__":
