@@ -55,7 +55,10 @@ def varying_keys(frame: pd.DataFrame) -> list[str]:
 
 
 def group_runs(frame: pd.DataFrame, by: list[str] | None):
-    """The finished runs grouped by `by` (default: every config key that varies), and the grouping keys."""
+    """The finished runs grouped by `by` (default: every config key that varies), and the grouping keys.
+
+    A group's label names its value of each key, leaving out keys its runs do not set (runs of two sweeps
+    of different keys, loaded together)."""
     keys = varying_keys(frame) if by is None else by
     missing = [k for k in keys if k not in frame.columns]
     if missing:
@@ -64,8 +67,8 @@ def group_runs(frame: pd.DataFrame, by: list[str] | None):
     if not keys:
         return [("all runs", frame)], keys
     grouped = frame.groupby([frame[k].astype(str) for k in keys], sort=True, dropna=False)
-    return [(", ".join(f"{k}={v}" for k, v in zip(keys, name if isinstance(name, tuple) else (name,))), group)
-            for name, group in grouped], keys
+    return [(", ".join(f"{k}={v}" for k, v in zip(keys, name if isinstance(name, tuple) else (name,)) if str(v) != "nan")
+             or "all runs", group) for name, group in grouped], keys
 
 
 def compare(frame: pd.DataFrame, by: list[str] | None = None, metrics=METRICS) -> pd.DataFrame:

@@ -230,3 +230,13 @@ def test_job_numbers_as_folder_names_survive_skipping(tmp_path):
     assert damaged.returncode == 2 and damaged.stderr == (
         "clrelu: error: sweep/0/summary.csv: not a clrelu summary (it must hold a header and one row, as every run "
         "writes)\n")
+
+
+def test_group_labels_leave_out_keys_a_run_does_not_set():
+    from clrelu.compare import group_runs
+
+    # two sweeps loaded together: one over strategies, one over activations (the other key absent, NaN)
+    frame = pd.DataFrame({"strategy": ["naive", "cbp", "naive"], "model.activation": [None, None, "crelu"],
+                          "seed": [0, 0, 0]})
+    assert [label for label, _ in group_runs(frame, None)[0]] == [
+        "strategy=cbp", "strategy=naive, model.activation=crelu", "strategy=naive"]
