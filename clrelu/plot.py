@@ -13,6 +13,7 @@ from clrelu.errors import ClreluError, ConfigError
 from clrelu.files import write_atomically
 
 MANY_TASKS = 20  # beyond this many tasks a figure shows no per-cell numbers, per-task curves, markers or task ticks
+POINTS = 100  # a sweep's curve over more tasks than this is drawn as the means of POINTS equal bins of tasks
 PLASTICITY_MEASURES = ("dead_fraction", "dormant_fraction", "effective_rank", "srank", "weight_magnitude")
 
 
@@ -206,10 +207,20 @@ SWEEP_PANELS = {"accuracy": "mean accuracy on the tasks seen so far", "sparsity"
 UNBOUNDED = ("erank",)  # panels not on a 0-1 scale
 
 
+def binned(curve: pd.Series, points: int = POINTS) -> pd.Series:
+    """A curve over tasks as the means of `points` equal bins of consecutive tasks, indexed by each bin's mean
+    task (the curve itself when it has at most `points` values)."""
+    if len(curve) <= points:
+        return curve
+    bins = np.arange(len(curve)) * points // len(curve)
+    return curve.groupby(bins).mean().set_axis(pd.Series(curve.index).groupby(bins).mean())
+
+
 def sweep_figure(folder: Path, by: list[str] | None = None, left_out: list[str] | None = None):
     """Each group's curves over the tasks (accuracy on the tasks seen so far; with diagnostics the mean sparsity
     and task overlap; with plasticity measures the online accuracy, dead and dormant fractions and effective
-    rank), with a band of one std over seeds. Damaged runs are left out, each with a line in `left_out`."""
+    rank), with a band of one std over seeds; a curve over more than POINTS tasks is binned. Damaged runs are
+    left out, each with a line in `left_out`."""
     plt = _pyplot()
     left_out = [] if left_out is None else left_out
     frame = load_runs([str(folder)], left_out)
@@ -231,7 +242,7 @@ def sweep_figure(folder: Path, by: list[str] | None = None, left_out: list[str] 
     for ax, panel in zip(flat, panels):
         lowest, tasks = 1.0, set()
         for label, runs in groups:
-            curves = pd.DataFrame([c[panel] for c in runs])
+            curves = pd.DataFrame([binned(c[panel]) for c in runs])
             mean, std = curves.mean(), curves.std().fillna(0)
             few = len(mean) <= MANY_TASKS
             ax.plot(mean.index, mean.values, marker="o" if few else None, markersize=3,

@@ -240,3 +240,13 @@ def test_group_labels_leave_out_keys_a_run_does_not_set():
                           "seed": [0, 0, 0]})
     assert [label for label, _ in group_runs(frame, None)[0]] == [
         "strategy=cbp", "strategy=naive, model.activation=crelu", "strategy=naive"]
+
+
+def test_long_curves_are_drawn_as_the_means_of_equal_bins():
+    from clrelu.plot import binned
+
+    curve = pd.Series([float(t % 5) for t in range(500)], index=range(500))
+    drawn = binned(curve)
+    assert len(drawn) == 100 and drawn.index[0] == 2.0 and drawn.index[-1] == 497.0
+    assert (drawn == 2.0).all()  # every bin holds 0, 1, 2, 3, 4
+    assert binned(curve.iloc[:80]).equals(curve.iloc[:80])
