@@ -15,6 +15,7 @@ import torch
 from clrelu import checks
 from clrelu.models.base import ContinualModel
 
+
 def unit_activity(H: torch.Tensor, n_units: int) -> torch.Tensor:
     """m x n: per sample, the sum of the absolute values of each unit's outputs."""
     return H.abs().reshape(len(H), -1, n_units).sum(1)
