@@ -12,9 +12,7 @@ from clrelu.files import write_atomically
 
 METRICS = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "train_seconds")
 # summary columns that are outcomes or bookkeeping, not configuration to group by
-NOT_CONFIG = {"avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "mean_sparsity",
-              "mean_overlap", "final_dead_fraction", "final_dormant_fraction", "final_effective_rank", "train_seconds", "eval_seconds", "n_params", "n_tasks", "tasks_done", "status", "error",
-              "run_dir", "seed"}
+NOT_CONFIG = {*results.NUMERIC_COLUMNS, "n_tasks", "tasks_done", "status", "error", "run_dir", "seed"}
 FORMATS = ("table", "csv", "markdown")
 
 
