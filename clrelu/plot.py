@@ -89,15 +89,17 @@ def _draw_matrix(fig, heat, R: pd.DataFrame) -> None:
 def _over_tasks(ax, frame: pd.DataFrame | None, ylabel: str, title: str, ticks: list[int], bounded: bool = True,
                 style: str = "-", suffix: str = "") -> None:
     """Curves over tasks, one per column of `frame` (a layer, labelled with `suffix`), on a 0-1 scale unless
-    not `bounded`."""
-    few = len(ticks) <= MANY_TASKS + 1
+    not `bounded`, over the tasks `ticks`. A curve joins the tasks it has a value for (the evaluation schedule
+    can skip some), with a marker on each when there are few."""
     if frame is not None:
         for k, layer in enumerate(frame.columns):
-            ax.plot(frame.index, frame[layer], style, color=f"C{k}", marker="o" if few else None, markersize=3,
-                    label=f"{layer}{suffix}")
+            curve = frame[layer].dropna()
+            ax.plot(curve.index, curve.values, style, color=f"C{k}", marker="o" if len(curve) <= MANY_TASKS else None,
+                    markersize=3, label=f"{layer}{suffix}")
         ax.legend(fontsize=7)
-    if few:
+    if len(ticks) <= MANY_TASKS + 1:
         ax.set_xticks(ticks, ["init" if i < 0 else str(i) for i in ticks])
+    ax.set_xlim(ticks[0] - 0.5, ticks[-1] + 0.5)
     ax.set_xlabel("after training task")
     ax.set_ylabel(ylabel)
     if bounded:
@@ -149,8 +151,9 @@ def run_figure(run: Path):
     if T <= MANY_TASKS:
         for task, task_rows in evals.groupby("eval_task"):
             curves.plot(task_rows.after_task, task_rows.accuracy, marker="o", markersize=3, label=f"task {task}")
-    seen = seen_accuracy(R)
-    curves.plot(seen.index, seen.values, "k--", linewidth=2, label="seen tasks")
+    seen = seen_accuracy(R).dropna()  # the rows the schedule evaluated
+    curves.plot(seen.index, seen.values, "k--", linewidth=2, marker="o" if len(seen) <= MANY_TASKS else None,
+                markersize=3, label="seen tasks")
     ticks = [-1, *R.index]
     _over_tasks(curves, None, "test accuracy", "accuracy per task", ticks)
     curves.legend(fontsize=7, loc="lower left")
