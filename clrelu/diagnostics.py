@@ -33,6 +33,11 @@ class ActivationMonitor:
     a pass covers at most `ALL_PAIRS_UP_TO` tasks; beyond, only the pairs of the pass's focus task (the task
     just learned) with each other task, so that the rows grow with the tasks evaluated, not their square. The
     hooks only count; the statistics are computed once per pass, in a few tensor operations per layer.
+
+    A conv layer (maps N x C x H x W) counts per channel, over positions and samples: its units are its
+    channels, and every position of a sample's map is one output, so sparsity is the share of zero outputs,
+    a channel is dead when it is zero at every position of every sample, and task-active when it is nonzero
+    on at least `unit_threshold` of the task's (sample, position) pairs.
     """
 
     def __init__(self, model: ContinualModel, zero_tolerance: float = 0.0, unit_threshold: float = 0.05):
@@ -58,6 +63,14 @@ class ActivationMonitor:
         tolerance = self.zero_tolerance
 
         def count(module, inputs, output):
+            if output.dim() > 2:  # conv maps: per channel, each position an output (counts per sample's map)
+                positions = output[0, 0].numel()
+                nonzero = (output != 0) if tolerance == 0 else (output.abs() > tolerance)
+                nonzero = nonzero.sum((0, 2, 3)) / positions
+                positive = nonzero if nonnegative and tolerance == 0 else (output > 0).sum((0, 2, 3)) / positions
+                self._add(self._nonzero, name, nonzero)
+                self._add(self._positive, name, positive)
+                return
             # sign() is 1, 0 or -1 per output; summing it and its absolute value counts positive and nonzero
             # outputs several times faster than summing booleans, and writing into a kept buffer spares the
             # allocator (and the kernel's page zeroing) a fresh block of the layer's size on every call.

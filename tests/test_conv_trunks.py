@@ -1,10 +1,12 @@
 """The convolutional trunks: the small conv net, GEM's reduced ResNet-18, and how every model takes them."""
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import ConfigError
 from clrelu.models.conv import BasicBlock, ReducedResNet18, SmallCNN
 from clrelu.models.layers import TrunkSpec, hidden_outputs, linear_layers
@@ -133,3 +135,50 @@ def test_frozen_batch_norm_statistics_do_not_move():
     model.train()
     model.loss_and_logits(torch.randn(8, 3 * 32 * 32), torch.zeros(8, dtype=torch.long), 0)[0].backward()
     assert all(torch.equal(v, model.trunk.state_dict()[k]) for k, v in before.items())
+
+
+class MapsOnly(MLP):
+    """A model whose one hidden layer is an identity fed hand-built conv maps."""
+
+    def __init__(self):
+        super().__init__(4, LAYOUT, hidden=[2])
+        self.maps = nn.Identity()
+
+    def hidden_layers(self):
+        return {"maps": self.maps}
+
+    def hidden_nonnegative(self):
+        return False
+
+
+def test_diagnostics_count_conv_channels_over_positions_and_samples():
+    model = MapsOnly()
+    monitor = ActivationMonitor(model, zero_tolerance=0.0, unit_threshold=0.05)
+    task_0 = torch.zeros(2, 2, 2, 2)  # two samples, two channels, 2 x 2 positions
+    task_0[0, 0, 0, 0] = 1.0  # channel 0: one nonzero output of eight; channel 1: zero everywhere
+    task_1 = torch.zeros(1, 2, 2, 2)
+    task_1[0, 0] = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # four nonzero outputs, three positive
+    task_1[0, 1, 0, 1] = 2.0
+    monitor.begin_pass()
+    for task, maps in enumerate((task_0, task_1)):
+        monitor.begin_task(task)
+        model.maps(maps)
+        monitor.end_task(len(maps))
+    monitor.end_pass()
+    rows = pd.DataFrame(monitor.activations).set_index("eval_task")
+    assert rows.n_units.tolist() == [2, 2]  # the channels
+    assert rows.sparsity.tolist() == pytest.approx([1 - 1 / 16, 1 - 5 / 8])
+    assert rows.nonpositive_fraction.tolist() == pytest.approx([1 - 1 / 16, 1 - 4 / 8])
+    assert rows.dead_fraction.tolist() == pytest.approx([1 / 2, 0])  # channel 1 is zero everywhere in task 0
+    # task-active channels (nonzero on >= 5% of (sample, position) pairs): {0} and {0, 1}
+    assert monitor.overlap == [{"layer": "maps", "task_a": 0, "task_b": 1, "jaccard": 0.5}]
+
+
+def test_conv_layers_are_hidden_layers_of_every_model():
+    for model_class in MODELS:
+        model = model_class(3 * 32 * 32, LAYOUT, hidden=[16], trunk="cnn", channels=[4, 8], image_shape=(3, 32, 32))
+        model.begin_task(0)
+        names = list(model.hidden_layers())
+        prefix = "columns.0.body" if model_class is ProgressiveNet else "trunk.0"
+        assert names[:2] == [f"{prefix}.net.1", f"{prefix}.net.4"], model_class.__name__
+        assert len(names) == 3

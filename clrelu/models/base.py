@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from clrelu.models.layers import block_ends, output_width
+from clrelu.models.layers import output_width, trunk_hidden_layers
 from clrelu.models.units import UnitLayer, trunk_units
 from clrelu.streams.base import SCENARIOS, Split
 
@@ -51,9 +51,9 @@ class ContinualModel(nn.Module):
 
     def hidden_layers(self) -> dict[str, nn.Module]:
         """The modules whose outputs are the hidden layers (after activation and k-WTA), by name, for the
-        diagnostics; by default the layers of `self.trunk`."""
+        diagnostics; by default the layers of `self.trunk`, a conv body's included."""
         trunk = getattr(self, "trunk", None)
-        return {} if trunk is None else {f"trunk.{i}": trunk[i] for i in block_ends(trunk)}
+        return {} if trunk is None else trunk_hidden_layers(trunk, "trunk")
 
     def unit_layers(self) -> list[UnitLayer]:
         """The hidden layers as units (models/units.py), for the plasticity measures and the strategies that

@@ -173,6 +173,16 @@ def block_ends(trunk: nn.Sequential) -> list[int]:
             if not isinstance(trunk[i], ConvBody) and (i + 1 == len(trunk) or isinstance(trunk[i + 1], nn.Linear))]
 
 
+def trunk_hidden_layers(trunk: nn.Sequential, prefix: str) -> dict[str, nn.Module]:
+    """Every hidden layer of a trunk by name: a conv body's activations (maps N x C x H x W), then the ends of the
+    fully connected layers."""
+    layers = {}
+    if len(trunk) and isinstance(trunk[0], ConvBody):
+        layers.update({f"{prefix}.0.{name}": m for name, m in trunk[0].hidden_layers().items()})
+    layers.update({f"{prefix}.{i}": trunk[i] for i in block_ends(trunk)})
+    return layers
+
+
 def hidden_outputs(trunk: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
     """The output of every fully connected hidden layer of a trunk (after its activation and k-WTA), in order."""
     ends, outputs = set(block_ends(trunk)), []

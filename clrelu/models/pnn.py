@@ -159,8 +159,12 @@ class ProgressiveNet(ContinualModel):
         return task_id < len(self.columns)
 
     def hidden_layers(self) -> dict[str, nn.Module]:
-        return {f"columns.{c}.activations.{i}": act for c, column in enumerate(self.columns)
-                for i, act in enumerate(column.activations)}
+        found = {}
+        for c, column in enumerate(self.columns):
+            if column.body is not None:
+                found.update({f"columns.{c}.body.{name}": m for name, m in column.body.hidden_layers().items()})
+            found.update({f"columns.{c}.activations.{i}": act for i, act in enumerate(column.activations)})
+        return found
 
     def unit_layers(self) -> list[UnitLayer]:
         """Layer i of column c is read by layer i+1 of its column and by the lateral adapters of later columns."""
