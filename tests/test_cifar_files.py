@@ -57,6 +57,18 @@ def test_torchvision_reads_the_same_arrays(tmp_path, monkeypatch):
     assert ours.y_train.tolist() == theirs.targets and list(ours.class_names) == theirs.classes
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_copies_pickled_by_python_3_are_read_too(tmp_path, protocol):
+    folder = write_cifar(tmp_path, "cifar10", n_train=50, n_test=20)
+    original = cifar.load_cifar("cifar10", tmp_path)
+    cifar._decode.cache_clear()
+    for name in ("data_batch_1", "test_batch"):
+        payload = pickle.loads((folder / name).read_bytes(), encoding="latin1")
+        (folder / name).write_bytes(pickle.dumps(payload, protocol=protocol))
+    again = cifar.load_cifar("cifar10", tmp_path)
+    assert torch.equal(again.x_train, original.x_train) and torch.equal(again.x_test, original.x_test)
+
+
 def test_a_hostile_pickle_runs_nothing(tmp_path):
     folder = write_cifar(tmp_path, "cifar10", n_train=50, n_test=20)
     marker = tmp_path / "pwned"

@@ -56,12 +56,15 @@ def _latin1_encode(text: str, encoding: str) -> bytes:
     return text.encode("latin1")
 
 
-# Everything a pickled numpy array needs, under the module names numpy 1 (CIFAR's own files) and
-# numpy 2 write; nothing else resolves.
+# Everything a pickled numpy array needs, under the module names numpy 1 (CIFAR's own files) and numpy 2
+# write, at every pickle protocol (5 passes the array's bytes to `_frombuffer`); nothing else resolves.
 _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]
+_FROMBUFFER = np.ndarray.__reduce_ex__(np.zeros(1), 5)[0]
 ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
