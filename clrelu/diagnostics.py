@@ -7,7 +7,6 @@ import torch
 from clrelu import checks
 from clrelu.models.base import ContinualModel
 
-
 ALL_PAIRS_UP_TO = 20  # a pass over more tasks gives the overlap of its focus task with each other task only
 
 

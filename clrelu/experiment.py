@@ -6,6 +6,7 @@ import functools
 import inspect
 import logging
 import random
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from clrelu.memory import pin_mmap_threshold
 from clrelu.plasticity import PlasticityProbe
 from clrelu.results import RunRecord
 from clrelu.schedule import EvalSchedule
-from clrelu.streams.base import SCENARIOS
+from clrelu.streams.base import SCENARIOS, Stream
+from clrelu.streams.features import map_inputs
 from clrelu.trainer import REGIMES, Trainer, TrainSettings
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,28 @@ def plasticity_probe(node: DictConfig, model) -> PlasticityProbe | None:
     return PlasticityProbe(model, node.probe_size, node.tau, node.delta)
 
 
+def image_facts(make: functools.partial, stream: Stream) -> dict:
+    """What a model learns about the stream's images when its constructor names it: `image_shape` (channels,
+    height, width) and `image_normalisation` (the per-channel mean and std of the rows, None for [0, 1] pixels)."""
+    parameters = inspect.signature(make.func).parameters
+    facts = {"image_shape": stream.image_shape, "image_normalisation": stream.normalisation}
+    return {key: value for key, value in facts.items() if key in parameters}
+
+
+def map_fixed_inputs(model, stream: Stream, chunk: int) -> None:
+    """Compute once per sample what the model's fixed input map (a frozen pretrained trunk) makes of it, when the
+    stream allows (clrelu/streams/features.py); the model then reads those features."""
+    module = model.fixed_input_map()
+    if module is None:
+        return
+    started = time.perf_counter()
+    if map_inputs(stream, module, chunk):
+        model.read_mapped_inputs()
+        log.info("features of the frozen trunk computed once for every sample (%.1f s)", time.perf_counter() - started)
+    else:
+        log.info("the frozen trunk runs on every batch: this stream's tasks transform or augment their samples")
+
+
 def shown(folder: Path) -> str:
     """A folder as users typed it: relative to the working directory when it lies below it."""
     folder = folder.resolve()
@@ -178,7 +202,9 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     pin_mmap_threshold()
     generator = seed_everything(seed)
     stream = build(make_stream, "stream").to(device)
-    model = build(make_model, "model", in_features=stream.in_features, layout=stream.layout).to(device)
+    model = build(make_model, "model", in_features=stream.in_features, layout=stream.layout,
+                  **image_facts(make_model, stream)).to(device)
+    map_fixed_inputs(model, stream, train_settings.eval_batch_size)
     strategy = build(make_strategy, "strategy", layout=stream.layout)
     problem = strategy.model_problem(model)
     if problem:

@@ -248,6 +248,8 @@ class Trainer:
                         break
                     x, y, task = data.gather(order[start:start + size])
                     xb, yb, tb = self.strategy.batch(x, y, task)
+                    if self.stream.augment is not None:  # after replay mixed in its samples: they are augmented too
+                        xb = self.stream.augment(xb, self.generator)
                     loss, logits = self.model.loss_and_logits(xb, yb, tb)
                     tally.count(step, logits, loss, y, task)
                     penalty = self.strategy.penalty(self.model, xb, tb)

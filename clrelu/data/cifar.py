@@ -187,4 +187,5 @@ def _decode(spec: CifarSpec, paths: tuple[Path, ...], n_train: int, names_key: s
         x_test=torch.from_numpy(np.concatenate([x for x, _ in test])),
         y_test=torch.from_numpy(np.concatenate([y for _, y in test])),
         class_names=_class_names(paths[-1], names_key, spec.n_classes),
+        image_shape=IMAGE_SHAPE,
     )

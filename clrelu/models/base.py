@@ -72,6 +72,15 @@ class ContinualModel(nn.Module):
         ("the units of its frozen trunk"), or None when every unit may change."""
         return None
 
+    def fixed_input_map(self) -> nn.Module | None:
+        """A module every input goes through first and that never changes during the run (a frozen pretrained
+        trunk), or None. A run may compute its outputs once per sample and then call `read_mapped_inputs()`."""
+        return None
+
+    def read_mapped_inputs(self) -> None:
+        """From now on every input is already the output of `fixed_input_map()`."""
+        raise NotImplementedError(f"{type(self).__name__} has no fixed input map")
+
     def hidden_nonnegative(self) -> bool:
         """Whether the hidden outputs can never be negative (lets the diagnostics count in fewer passes)."""
         spec = getattr(self, "trunk_spec", None)

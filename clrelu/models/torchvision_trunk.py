@@ -23,6 +23,7 @@ from clrelu import checks
 from clrelu.errors import ConfigError, DataError, choices_error
 from clrelu.vision import import_torchvision
 
+CHUNK = 256  # images per forward pass: 10,000 at 224 x 224 would need tens of GB of activations
 FORCE_SAFE, FORCE_UNSAFE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
@@ -126,6 +127,9 @@ class TorchvisionTrunk(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._features(part) for part in x.split(CHUNK)])
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         images = x.view(len(x), *self.image_shape)
         if self.image_shape[0] == 1:
             images = images.expand(-1, 3, -1, -1)

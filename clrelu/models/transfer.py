@@ -31,11 +31,13 @@ class TransferHead(ContinualModel):
     def __init__(self, in_features: int, layout: HeadLayout, backbone: str = "first_task",
                  backbone_path: str | None = None, hidden=(400,), activation: str = "relu", finetune_last: int = 0,
                  trunk: str = "mlp", channels=(32, 64), image_shape=None, backbone_name: str = "resnet18",
-                 backbone_weights: str | None = None, backbone_size: int | None = None):
+                 backbone_weights: str | None = None, backbone_size: int | None = None, image_normalisation=None):
         super().__init__()
         self.backbone = checks.choice("model.backbone", backbone, BACKBONES)
+        self.inputs_mapped = False  # True once the run feeds the torchvision trunk's outputs instead of images
         if backbone == "torchvision":
-            self._torchvision_trunk(trunk, finetune_last, backbone_name, backbone_weights, backbone_size, image_shape)
+            self._torchvision_trunk(trunk, finetune_last, backbone_name, backbone_weights, backbone_size, image_shape,
+                                    image_normalisation)
         else:
             self._clrelu_trunk(in_features, backbone_path, hidden, activation, finetune_last, trunk, channels,
                                image_shape)
@@ -57,7 +59,7 @@ class TransferHead(ContinualModel):
             self.trunk.load_state_dict(state)
         self.trunk_width = self.trunk_spec.out_features
 
-    def _torchvision_trunk(self, trunk, finetune_last, name, weights, size, image_shape) -> None:
+    def _torchvision_trunk(self, trunk, finetune_last, name, weights, size, image_shape, normalisation) -> None:
         from clrelu.models.torchvision_trunk import TorchvisionTrunk
 
         if trunk != "mlp":
@@ -67,7 +69,8 @@ class TransferHead(ContinualModel):
             raise ConfigError(f"model.finetune_last={finetune_last}: a torchvision backbone stays frozen whole; "
                               "use 0")
         self.finetune_last = 0
-        self.trunk = TorchvisionTrunk(name, weights, image_shape, size)
+        mean, std = normalisation if normalisation is not None else ((0.0,), (1.0,))
+        self.trunk = TorchvisionTrunk(name, weights, image_shape, size, mean, std)
         self.trunk_width = self.trunk.out_features
 
     @staticmethod
@@ -121,6 +124,12 @@ class TransferHead(ContinualModel):
     def fixed_units(self) -> str | None:
         return "the units of its frozen trunk"
 
+    def fixed_input_map(self) -> nn.Module | None:
+        return self.trunk if self.backbone == "torchvision" else None
+
+    def read_mapped_inputs(self) -> None:
+        self.inputs_mapped = True
+
     def end_task(self, task_id: int, train: Split) -> None:
         if self.backbone == "first_task" and task_id == 0:
             self.freeze_trunk()
@@ -133,4 +142,4 @@ class TransferHead(ContinualModel):
             self.freeze_trunk()  # a resumed run keeps its trunk frozen
 
     def forward(self, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor:
-        return self.heads(self.trunk(x), task)
+        return self.heads(x if self.inputs_mapped else self.trunk(x), task)

@@ -8,7 +8,7 @@ tensors, and a stream of 1,000 tasks takes hardly more memory than one of 10.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -166,6 +166,9 @@ class Stream:
 
     `image_shape` is (channels, height, width) of the images whose flattened pixels are the rows of a
     batch, so that a convolutional model can unflatten them; None when the inputs are not images.
+    `normalisation` is the per-channel (mean, std) the pixels, in [0, 1], were standardised with (None:
+    the rows are the pixels in [0, 1]); `augment(x, generator)`, when set, transforms every training
+    batch (clrelu/streams/augment.py).
     """
 
     tasks: list[Task]
@@ -173,6 +176,8 @@ class Stream:
     classes_per_task: int
     active_classes: str = "seen"
     image_shape: tuple[int, int, int] | None = None
+    normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
     @property
     def n_tasks(self) -> int:

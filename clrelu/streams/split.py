@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from clrelu import checks
-from clrelu.data.datasets import dataset_spec, load_dataset
+from clrelu.data.datasets import ImageData, dataset_spec, load_dataset
 from clrelu.errors import ConfigError
-from clrelu.streams.base import Pool, Split, Stream, TaskSplits, limited_rows, make_stream
+from clrelu.streams.base import Pool, Split, Stream, TaskSplits, Transform, limited_rows, make_stream
 
 
 def class_groups(n_classes: int, n_tasks: int | None, classes_per_task: int, class_order,
@@ -36,23 +38,46 @@ def _members(y: torch.Tensor, classes: list[int], limit: int | None, generator: 
     return rows if keep is None else rows[keep]
 
 
+@dataclass
+class SplitPlan:
+    """Which classes each task takes and how many samples, drawn before the dataset is read (so that a bad value
+    is refused first); `stream` then cuts a dataset into those tasks."""
+
+    groups: list[list[int]]
+    n_classes: int
+    train_limit: int | None
+    test_limit: int | None
+    generator: torch.Generator  # the stream seed's generator, after the class order (if shuffled) was drawn
+
+    @classmethod
+    def checked(cls, n_classes: int, n_tasks: int | None, classes_per_task: int, class_order, seed: int,
+                train_limit: int | None, test_limit: int | None) -> SplitPlan:
+        train_limit = checks.optional_limit("stream.train_limit", train_limit)
+        test_limit = checks.optional_limit("stream.test_limit", test_limit)
+        generator = torch.Generator().manual_seed(checks.integer("stream.seed", seed))
+        groups = class_groups(n_classes, n_tasks, classes_per_task, class_order, generator)
+        return cls(groups, n_classes, train_limit, test_limit, generator)
+
+    def stream(self, data: ImageData, scenario: str, active_classes: str = "seen",
+               transform: Transform | None = None) -> Stream:
+        """The tasks over one copy of `data`, every split read through `transform` (None: as stored)."""
+        train, test = Pool(data.x_train, data.y_train), Pool(data.x_test, data.y_test)
+        parts = []
+        for classes in self.groups:
+            local = torch.full((self.n_classes,), -1, dtype=torch.long)  # a dataset label's position in `classes`
+            local[classes] = torch.arange(len(classes))
+            train_rows = _members(data.y_train, classes, self.train_limit, self.generator)
+            test_rows = _members(data.y_test, classes, self.test_limit, self.generator)
+            names = tuple(data.class_names[k] for k in classes)
+            parts.append(TaskSplits(names, Split(train, local, train_rows, transform),
+                                    Split(test, local, test_rows, transform)))
+        return make_stream(parts, scenario, active_classes, data.image_shape)
+
+
 def split_stream(dataset: str, root: str, scenario: str, n_tasks: int | None, classes_per_task: int,
                  class_order, seed: int, train_limit: int | None, test_limit: int | None,
                  active_classes: str = "seen") -> Stream:
     """Split `dataset` into tasks of `classes_per_task` classes (all of them when `n_tasks` is null)."""
-    train_limit = checks.optional_limit("stream.train_limit", train_limit)
-    test_limit = checks.optional_limit("stream.test_limit", test_limit)
-    generator = torch.Generator().manual_seed(checks.integer("stream.seed", seed))
-    n_classes = len(dataset_spec(dataset).class_names)
-    groups = class_groups(n_classes, n_tasks, classes_per_task, class_order, generator)
-    data = load_dataset(dataset, root)
-    train, test = Pool(data.x_train, data.y_train), Pool(data.x_test, data.y_test)
-    parts = []
-    for classes in groups:
-        local = torch.full((n_classes,), -1, dtype=torch.long)  # a dataset label's position in `classes`
-        local[classes] = torch.arange(len(classes))
-        train_rows = _members(data.y_train, classes, train_limit, generator)
-        test_rows = _members(data.y_test, classes, test_limit, generator)
-        names = tuple(data.class_names[k] for k in classes)
-        parts.append(TaskSplits(names, Split(train, local, train_rows), Split(test, local, test_rows)))
-    return make_stream(parts, scenario, active_classes, data.image_shape)
+    plan = SplitPlan.checked(len(dataset_spec(dataset).class_names), n_tasks, classes_per_task, class_order, seed,
+                             train_limit, test_limit)
+    return plan.stream(load_dataset(dataset, root), scenario, active_classes)
