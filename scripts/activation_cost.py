@@ -57,7 +57,9 @@ def main() -> None:
     parser.add_argument("--stream", default="split_fmnist")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--hidden", default="400", help="hidden widths, comma separated")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     cfg, _ = compose([f"stream={args.stream}"])
     stream = build(factory("stream", cfg.stream), "stream")
     hidden = [int(w) for w in args.hidden.split(",")]
