@@ -4,6 +4,14 @@
 its units and g the outputs of each unit (2 with crelu: unit i owns columns i and n + i; else 1).
 The unit measures (dead, dormant) read a unit's activity, the sum of the absolute values of its
 outputs; the rank measures read H as the next layer sees it.
+
+A convolutional layer's unit is a channel (maps m x (n * g) x P, P positions): a unit's activity on a
+sample is the sum of the absolute values of its outputs at every position, and the rank measures read
+the (m * P) x (n * g) matrix whose rows are the (sample, position) pairs, the channels as the next
+convolution sees them at one position. Its singular values are the square roots of the eigenvalues of
+the channels' n*g x n*g Gram matrix, summed in float64 over chunks of samples, so that the measures
+never hold that matrix, whose rows are hundreds of thousands. A layer's weight magnitude is that of
+the convolution making its channels (after a residual sum: the block's second convolution).
 """
 
 from __future__ import annotations
@@ -71,6 +79,18 @@ def weight_magnitude(weight: torch.Tensor) -> float:
     return weight.detach().abs().double().mean().item()
 
 
+def channel_summary(maps: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of a conv layer's maps (m x C x H x W): per sample and channel the sum of absolute values over positions
+    (m x C), and the singular values of the (m * H * W) x C matrix of (sample, position) rows, decreasing."""
+    activity = maps.abs().sum((2, 3))
+    gram = torch.zeros(maps.shape[1], maps.shape[1], dtype=torch.float64, device=maps.device)
+    for part in maps.split(chunk):
+        rows = part.transpose(0, 1).reshape(part.shape[1], -1).double()  # C x (samples * positions)
+        gram += rows @ rows.T
+    sigma = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(0)
+    return activity, sigma
+
+
 def probe_indices(n: int, size: int) -> torch.Tensor:
     """`size` sample indices spread evenly over 0..n-1 (all of them when n <= size): the same every time, and
     drawing no random numbers, so that measuring changes nothing in a run."""
@@ -80,7 +100,8 @@ def probe_indices(n: int, size: int) -> torch.Tensor:
 
 
 class PlasticityProbe:
-    """Measures every hidden layer of a model on probe inputs, with forward hooks on `model.unit_layers()`."""
+    """Measures every hidden layer of a model on probe inputs, with forward hooks on `model.channel_layers()` (its
+    conv layers, first) and `model.unit_layers()`. A conv layer's maps are summarised as the hook sees them."""
 
     def __init__(self, model: ContinualModel, probe_size: int = 2000, tau: float = 0.025, delta: float = 0.01):
         self.model = model
@@ -91,10 +112,20 @@ class PlasticityProbe:
     @torch.inference_mode()
     def measure(self, x: torch.Tensor, task_id: int) -> list[dict]:
         """One row per hidden layer: the measures of its outputs on the probe inputs `x` of task `task_id`."""
-        layers = self.model.unit_layers()
-        outputs: dict[str, torch.Tensor] = {}
-        hooks = [layer.output.register_forward_hook(
-            lambda module, inputs, output, name=layer.name: outputs.__setitem__(name, output)) for layer in layers]
+        layers = [*self.model.channel_layers(), *self.model.unit_layers()]
+        found: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # per layer: (activity, singular values)
+
+        def keep(layer):
+            def hook(module, inputs, output):
+                if output.dim() == 4:
+                    activity, sigma = channel_summary(output.float())
+                    found[layer.name] = unit_activity(activity, layer.n_units), sigma
+                else:
+                    H = output.float()
+                    found[layer.name] = unit_activity(H, layer.n_units), singular_values(H)
+            return hook
+
+        hooks = [layer.output.register_forward_hook(keep(layer)) for layer in layers]
         was_training = self.model.training
         self.model.eval()
         try:
@@ -105,11 +136,9 @@ class PlasticityProbe:
             self.model.train(was_training)
         rows = []
         for layer in layers:
-            if layer.name not in outputs:  # a layer this task's forward pass does not use
+            if layer.name not in found:  # a layer this task's forward pass does not use
                 continue
-            H = outputs[layer.name].float()
-            activity = unit_activity(H, layer.n_units)
-            sigma = singular_values(H)
+            activity, sigma = found[layer.name]
             rows.append({"task": task_id, "layer": layer.name, "dead_fraction": dead_fraction(activity),
                          "dormant_fraction": dormant_fraction(activity, self.tau),
                          "effective_rank": effective_rank(sigma), "srank": srank(sigma, self.delta),

@@ -139,6 +139,8 @@ def test_every_model_on_every_trunk(root, tmp_path, model, trunk):
             assert (R.loc[j:, str(j)] == R.loc[j, str(j)]).all()
     activations = pd.read_csv(tmp_path / "activations.csv")
     assert activations.layer.str.contains(r"\.net\.").any()  # conv layers are measured too
+    plasticity = pd.read_csv(tmp_path / "plasticity.csv")
+    assert plasticity.layer.str.contains(r"\.net\.").any() and plasticity.layer.str.contains(r"\.net\.").mean() < 1
 
 
 def run_spied(tmp_path, monkeypatch, *overrides):

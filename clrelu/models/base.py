@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from clrelu.models.conv import ChannelLayer, ConvBody
 from clrelu.models.layers import output_width, trunk_hidden_layers
 from clrelu.models.units import UnitLayer, trunk_units
 from clrelu.streams.base import SCENARIOS, Split
@@ -62,6 +63,14 @@ class ContinualModel(nn.Module):
         if trunk is None:
             return []
         return trunk_units(trunk, self.trunk_readers(), output_width(self.trunk_spec.activation, 1))
+
+    def channel_layers(self) -> list[ChannelLayer]:
+        """The convolutional hidden layers, a channel a unit (models/units.py), for the plasticity measures; by
+        default those of `self.trunk`'s conv body."""
+        trunk = getattr(self, "trunk", None)
+        if not isinstance(trunk, nn.Sequential) or not len(trunk) or not isinstance(trunk[0], ConvBody):
+            return []
+        return trunk[0].channel_layers("trunk.0")
 
     def trunk_readers(self) -> list[nn.Linear]:
         """The linear layers that read the trunk's output: the first layer of every head."""

@@ -2,17 +2,33 @@
 
 A body takes the flat rows a stream gives (N x C*H*W), views them as images of `image_shape`, and
 returns flat features; a trunk puts its fully connected hidden layers (`model.hidden`) after it.
-Every activation inside a body is one of its hidden layers (`hidden_layers`), for the diagnostics.
+Every activation inside a body is one of its hidden layers (`hidden_layers`), for the diagnostics,
+and a layer of channels (`channel_layers`: a channel is a unit), for the plasticity measures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 RESNET_FILTERS = 20  # the reduced ResNet-18 of GEM (Lopez-Paz & Ranzato 2017), also Mammoth's reduced-resnet18
+
+
+@dataclass
+class ChannelLayer:
+    """One convolutional hidden layer seen as units: its channels (maps N x (C * outputs_per_unit) x H x W)."""
+
+    name: str               # as in `ContinualModel.hidden_layers()`
+    output: nn.Module       # the activation module whose output is the layer's maps
+    incoming: nn.Conv2d     # output channel i: the kernels of unit i
+    outputs_per_unit: int = 1  # 2 with crelu: channel i and n + i both come from unit i
+
+    @property
+    def n_units(self) -> int:
+        return self.incoming.out_channels
 
 
 class ConvBody(nn.Module):
@@ -21,9 +37,11 @@ class ConvBody(nn.Module):
     out_features: int
     net: nn.Sequential
 
-    def __init__(self, image_shape: tuple[int, int, int], make_activation: Callable[[], nn.Module]):
+    def __init__(self, image_shape: tuple[int, int, int], make_activation: Callable[[], nn.Module],
+                 outputs_per_channel: int = 1):
         super().__init__()
         self.image_shape = tuple(image_shape)
+        self.outputs_per_channel = outputs_per_channel
         self._activation_type = type(make_activation())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -33,6 +51,18 @@ class ConvBody(nn.Module):
         """Every activation module of the body, by its name inside the body."""
         return {name: m for name, m in self.named_modules() if type(m) is self._activation_type}
 
+    def channel_layers(self, prefix: str) -> list[ChannelLayer]:
+        """Every activation as a layer of channels, named `prefix.<name>`, with the convolution that makes its
+        channels: the last one before it outside a shortcut (after a residual sum, the block's second
+        convolution)."""
+        layers, incoming = [], None
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Conv2d) and "shortcut" not in name:
+                incoming = module
+            elif type(module) is self._activation_type:
+                layers.append(ChannelLayer(f"{prefix}.{name}", module, incoming, self.outputs_per_channel))
+        return layers
+
 
 class SmallCNN(ConvBody):
     """One block per entry of `channels`: a 3x3 convolution (padding 1), the activation, 2x2 max pooling;
@@ -41,7 +71,7 @@ class SmallCNN(ConvBody):
 
     def __init__(self, image_shape, channels: tuple[int, ...], make_activation: Callable[[], nn.Module],
                  outputs_per_channel: int = 1):
-        super().__init__(image_shape, make_activation)
+        super().__init__(image_shape, make_activation, outputs_per_channel)
         c, h, w = self.image_shape
         layers: list[nn.Module] = []
         for width in channels:

@@ -9,6 +9,7 @@ from torch import nn
 
 from clrelu import checks
 from clrelu.models.base import ContinualModel
+from clrelu.models.conv import ChannelLayer
 from clrelu.models.heads import route_by_task
 from clrelu.models.layers import TrunkSpec, make_activation, output_width
 from clrelu.models.units import UnitLayer
@@ -175,6 +176,10 @@ class ProgressiveNet(ContinualModel):
                 found.append(UnitLayer(f"columns.{c}.activations.{i}", activation, column.layers[i], None,
                                        [column.layers[i + 1], *laterals], output_width(self.spec.activation, 1)))
         return found
+
+    def channel_layers(self) -> list[ChannelLayer]:
+        return [layer for c, column in enumerate(self.columns) if column.body is not None
+                for layer in column.body.channel_layers(f"columns.{c}.body")]
 
     def hidden_nonnegative(self) -> bool:
         return self.spec.nonnegative

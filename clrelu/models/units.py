@@ -5,6 +5,10 @@ LayerNorm gain and bias (with `model.norm=layer`), its outputs (one, or two with
 and output n + i both come from unit i) and its outgoing weights, the columns of every linear layer
 that reads those outputs (the next trunk layer, or every head, tower and reconstruction layer that
 reads the trunk).
+
+A channel of a convolutional layer is a unit too (`models/conv.py`: `ChannelLayer`), measured by the plasticity probe
+but not re-initialised: its outgoing weights are slices of the next convolution's kernels, or blocks
+of the flattened features, or shared through a residual sum, so ReDo and CBP refuse conv trunks.
 """
 
 from __future__ import annotations

@@ -78,6 +78,15 @@ def fixed_units_problem(model: ContinualModel, action: str) -> str | None:
     return None if units is None else f"it would {action} {units}"
 
 
+def conv_units_problem(model: ContinualModel, action: str) -> str | None:
+    """The refusal of a strategy that re-initialises units (`action`) for a model with conv layers, whose channels
+    clrelu does not re-initialise (models/units.py), or None."""
+    if not model.channel_layers():
+        return None
+    return (f"it would {action} only the fully connected units, and clrelu does not re-initialise the channels of "
+            "a conv trunk; use model.trunk=mlp")
+
+
 def weighted_distance(model: ContinualModel, importance: dict[str, torch.Tensor],
                       anchor: dict[str, torch.Tensor]) -> torch.Tensor:
     """sum_i importance_i * (theta_i - anchor_i)^2 over the named parameters in `importance`

@@ -8,7 +8,7 @@ from clrelu import checks
 from clrelu.models.base import ContinualModel
 from clrelu.models.units import UnitLayer, reinitialise
 from clrelu.plasticity import unit_activity
-from clrelu.strategies.base import Strategy, fixed_units_problem
+from clrelu.strategies.base import Strategy, conv_units_problem, fixed_units_problem
 from clrelu.streams.base import HeadLayout, Split
 
 
@@ -46,7 +46,7 @@ class ContinualBackprop(Strategy):
     def model_problem(self, model: ContinualModel) -> str | None:
         if not model.unit_layers():
             return "the model has no hidden layer whose units it could replace"
-        return fixed_units_problem(model, "replace")
+        return fixed_units_problem(model, "replace") or conv_units_problem(model, "replace")
 
     def before_task(self, model: ContinualModel, task_id: int) -> None:
         self.layers = model.unit_layers()

@@ -9,7 +9,7 @@ from clrelu.errors import ConfigError
 from clrelu.models.base import ContinualModel
 from clrelu.models.units import UnitLayer, reinitialise
 from clrelu.plasticity import dormant_scores, unit_activity
-from clrelu.strategies.base import Strategy, fixed_units_problem
+from clrelu.strategies.base import Strategy, conv_units_problem, fixed_units_problem
 from clrelu.streams.base import HeadLayout, Split
 
 
@@ -54,7 +54,7 @@ class ReDo(Strategy):
     def model_problem(self, model: ContinualModel) -> str | None:
         if not model.unit_layers():
             return "the model has no hidden layer to recycle"
-        return fixed_units_problem(model, "recycle")
+        return fixed_units_problem(model, "recycle") or conv_units_problem(model, "recycle")
 
     def before_task(self, model: ContinualModel, task_id: int) -> None:
         self.layers = model.unit_layers()
