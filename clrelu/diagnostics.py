@@ -62,32 +62,32 @@ class ActivationMonitor:
         tolerance = self.zero_tolerance
 
         def count(module, inputs, output):
-            if output.dim() > 2:  # conv maps: per channel, each position an output (counts per sample's map)
-                positions = output[0, 0].numel()
-                nonzero = (output != 0) if tolerance == 0 else (output.abs() > tolerance)
-                nonzero = nonzero.sum((0, 2, 3)) / positions
-                positive = nonzero if nonnegative and tolerance == 0 else (output > 0).sum((0, 2, 3)) / positions
-                self._add(self._nonzero, name, nonzero)
-                self._add(self._positive, name, positive)
-                return
             # sign() is 1, 0 or -1 per output; summing it and its absolute value counts positive and nonzero
             # outputs several times faster than summing booleans, and writing into a kept buffer spares the
             # allocator (and the kernel's page zeroing) a fresh block of the layer's size on every call.
             s = self._buffers.get(name)
             if s is None or s.shape != output.shape:
                 s = self._buffers[name] = torch.empty_like(output)
+            if output.dim() > 2:  # conv maps: per channel, each position an output (counts per sample's map)
+                positions = output[0, 0].numel()
+
+                def per_unit(t):  # positions first (exact in float32), then samples in float64
+                    return (t.view(len(t), t.shape[1], -1).sum(2).sum(0, dtype=torch.float64) / positions).float()
+            else:
+                def per_unit(t):
+                    return t.sum(0)
             torch.sign(output, out=s)
             if tolerance == 0:
                 if nonnegative:  # outputs >= 0: positive and nonzero are the same
-                    positive = nonzero = s.sum(0)
+                    positive = nonzero = per_unit(s)
                 else:
-                    difference = s.sum(0)  # positive minus negative outputs, per unit
-                    nonzero = s.abs_().sum(0)  # positive plus negative
+                    difference = per_unit(s)  # positive minus negative outputs, per unit
+                    nonzero = per_unit(s.abs_())  # positive plus negative
                     positive = (difference + nonzero) / 2
             else:
-                positive = s.sum(0) if nonnegative else s.clamp_(min=0).sum(0)
+                positive = per_unit(s) if nonnegative else per_unit(s.clamp_(min=0))
                 torch.abs(output, out=s).sub_(tolerance).clamp_(min=0)
-                nonzero = torch.sign(s, out=s).sum(0)
+                nonzero = per_unit(torch.sign(s, out=s))
             self._add(self._nonzero, name, nonzero)
             self._add(self._positive, name, positive)
         return count
