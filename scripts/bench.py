@@ -2,6 +2,7 @@
 
     CLRELU_DATA=../shared/data python scripts/bench.py            # the three streams, 3 repeats each
     python scripts/bench.py --streams synthetic --repeats 1       # a quick check without data
+    python scripts/bench.py --streams split_cifar10 --repeats 2   # the cnn trunk on CIFAR-10 (needs torchvision)
 
 For each stream the bare loop builds the same model from the same seed, trains on the same tensors in
 the same batch order with the same optimizer, and evaluates every task after each, so both sides must
@@ -9,6 +10,12 @@ end with the same accuracy matrix (the script checks it, bit for bit). Printed: 
 training and of evaluation on each side and their ratio clrelu/bare, plus start-up time, data loading
 time and peak memory, and for long streams: the peak memory of a 1,000-task permuted MNIST run against a
 10-task one, and the seconds pandas takes to read a 1,000-task run's accuracy.csv.
+
+split_cifar10 runs the same work with the `cnn` trunk (3x3 conv 32, ReLU, 2x2 max pool, 3x3 conv 64, ReLU,
+2x2 max pool, then the 400 units) on CIFAR-10 from `$CLRELU_DATA/cifar-10-batches-py` when it is
+there; otherwise on synthetic data of CIFAR-10's size and on-disk format (random uint8 pixels, random
+labels) that the script writes into a temporary folder, and says so (`--cifar-size` makes it smaller). Its
+plasticity probe and diagnostics are off (the bare loop does neither). It also prints the time of one task.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pickle
 import resource
 import statistics
 import subprocess
@@ -24,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -40,12 +49,55 @@ STREAMS = {
     "split_mnist": ["stream=split_mnist"],
     "permuted_mnist": ["stream=permuted_mnist", "stream.n_tasks=10"],
     "synthetic": ["stream=synthetic"],
+    # the plasticity probe and the diagnostics off: the bare loop neither probes nor counts the conv maps' outputs
+    "split_cifar10": ["stream=split_cifar10", "model.trunk=cnn", "model.channels=[32,64]", "plasticity.enabled=false",
+                      "diagnostics.enabled=false"],
 }
+CIFAR_FOLDER = "cifar-10-batches-py"
+
+
+def write_synthetic_cifar10(root: Path, n_train: int, n_test: int) -> None:
+    """CIFAR-10's files in its on-disk layout under `root`, with random uint8 pixels and random labels (pickled by
+    Python 3, which clrelu reads as it reads the official files)."""
+    rng = np.random.default_rng(0)
+    folder = root / CIFAR_FOLDER
+    folder.mkdir(parents=True)
+    batches = [(f"data_batch_{i}", n_train // 5) for i in range(1, 6)] + [("test_batch", n_test)]
+    for name, n in batches:
+        payload = {"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+                   "labels": rng.integers(0, 10, size=n).tolist()}
+        (folder / name).write_bytes(pickle.dumps(payload, protocol=4))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}, protocol=4))
+
+
+def cifar10_root(n_train: int, n_test: int, scratch: Path) -> str:
+    """$CLRELU_DATA when it holds CIFAR-10, else a synthetic copy written into `scratch` (and a line saying so)."""
+    root = os.environ.get("CLRELU_DATA")
+    if root and (Path(root) / CIFAR_FOLDER).is_dir():
+        print(f"split_cifar10: CIFAR-10 from {root}")
+        return root
+    write_synthetic_cifar10(scratch, n_train, n_test)
+    print(f"split_cifar10: SYNTHETIC data in CIFAR-10's format ({n_train} training and {n_test} test images "
+          "of random uint8 pixels and random labels; no CIFAR-10 under $CLRELU_DATA): timings only, accuracy is chance")
+    return str(scratch)
 
 
 def materialised(split) -> tuple[torch.Tensor, torch.Tensor]:
     """Every sample of a split as float32 inputs and targets, built in advance (as clrelu's streams once were)."""
     return split.gather(torch.arange(len(split)))
+
+
+def bare_trunk(cfg, stream, width: int) -> nn.Module:
+    """One ReLU layer of `width` units, after conv blocks (3x3 conv, ReLU, 2x2 max pool) for the cnn trunk."""
+    if cfg.model.trunk == "mlp":
+        return nn.Sequential(nn.Linear(stream.in_features, width), nn.ReLU())
+    channels, (c, h, w) = list(cfg.model.channels), stream.image_shape
+    blocks: list[nn.Module] = [nn.Unflatten(1, (c, h, w))]
+    for out in channels:
+        blocks += [nn.Conv2d(c, out, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        c, h, w = out, h // 2, w // 2
+    return nn.Sequential(*blocks, nn.Flatten(), nn.Linear(c * h * w, width), nn.ReLU())
 
 
 def bare_loop(cfg) -> tuple[float, float, list[list[float]]]:
@@ -57,7 +109,7 @@ def bare_loop(cfg) -> tuple[float, float, list[list[float]]]:
     train = [materialised(task.train) for task in stream.tasks]
     test = [materialised(task.test) for task in stream.tasks]
     width, classes = cfg.model.hidden[-1], stream.classes_per_task
-    trunk = nn.Sequential(nn.Linear(stream.in_features, width), nn.ReLU())
+    trunk = bare_trunk(cfg, stream, width)
     heads = nn.ModuleList(nn.Linear(width, classes) for _ in stream.tasks)
     params = [*trunk.parameters(), *heads.parameters()]
     train_seconds = eval_seconds = 0.0
@@ -113,8 +165,9 @@ def timed(run):
     return train, evaluation, matrix, time.perf_counter() - started
 
 
-def compare_stream(name: str, repeats: int) -> None:
-    cfg, names = compose([*COMMON, *STREAMS[name]])
+def compare_stream(name: str, repeats: int, extra: tuple[str, ...] = ()) -> dict[str, list]:
+    """Print the stream's row of the table; return each side's runs (train, eval, matrix, whole run seconds)."""
+    cfg, names = compose([*COMMON, *STREAMS[name], *extra])
     sides = {"clrelu": [], "bare": []}
     for _ in range(repeats):
         sides["clrelu"].append(timed(lambda: clrelu_run(cfg, names)))
@@ -126,6 +179,13 @@ def compare_stream(name: str, repeats: int) -> None:
         mine, bare = medians["clrelu"][i], medians["bare"][i]
         cells.append(f"| {mine:.3f} | {bare:.3f} | {mine / bare:.3f} ")
     print(f"| {name} " + "".join(cells) + f"| {'yes' if same else 'NO'} |")
+    return sides
+
+
+def one_task(runs: list, n_tasks: int) -> str:
+    """clrelu's median seconds of one task: training, evaluation after it, and the whole run's share."""
+    train, evaluation, whole = (statistics.median(r[i] for r in runs) / n_tasks for i in (0, 1, 3))
+    return f"one task takes {train:.2f} s of training, {evaluation:.2f} s of evaluation, {whole:.2f} s of the whole run"
 
 
 def diagnostics_overhead(repeats: int) -> tuple[float, float]:
@@ -221,18 +281,32 @@ def main() -> None:
     parser.add_argument("--streams", default="split_fmnist,split_mnist,permuted_mnist")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-long", dest="long", action="store_false", help="skip the 1,000-task memory figure")
+    parser.add_argument("--cifar-size", type=int, nargs=2, default=(50000, 10000), metavar=("TRAIN", "TEST"),
+                        help="images of the synthetic CIFAR-10 (CIFAR-10's own numbers by default)")
     args = parser.parse_args()
     root = os.environ.get("CLRELU_DATA")
     if root and "split_fmnist" in args.streams:
         # first, while this process is small: a forked child starts out with the parent's resident pages
         print(f"peak resident memory of a split_fmnist run: {peak_memory_mb(STREAMS['split_fmnist']):.0f} MB")
+    streams = args.streams.split(",")
+    scratch = tempfile.TemporaryDirectory()
+    extra = {}
+    if "split_cifar10" in streams:
+        extra["split_cifar10"] = (f"data.root={cifar10_root(*args.cifar_size, Path(scratch.name))}",)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
           f"seconds, medians of {args.repeats} alternating runs per side\n")
     print("| stream | train clrelu | train bare | ratio | eval clrelu | eval bare | ratio "
           "| whole run clrelu | whole run bare | ratio | same accuracy matrix |")
     print("| --- " * 11 + "|")
-    for name in args.streams.split(","):
-        compare_stream(name, args.repeats)
+    notes = []
+    for name in streams:
+        sides = compare_stream(name, args.repeats, extra.get(name, ()))
+        if name == "split_cifar10":
+            tasks = len(sides["clrelu"][0][2])
+            notes.append(f"split_cifar10 with the cnn trunk ({tasks} tasks): {one_task(sides['clrelu'], tasks)}")
+    scratch.cleanup()
+    for note in notes:
+        print(note)
     help_seconds, first_step = startup_seconds()
     print(f"\nclrelu run --help: {help_seconds:.2f} s; start-up to the first training step: {first_step:.2f} s")
     if root and "split_fmnist" in args.streams:
