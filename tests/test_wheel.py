@@ -1,4 +1,6 @@
-"""The wheel built from this repository installs into a fresh virtual environment and runs there."""
+"""The wheel built from this repository installs into a fresh virtual environment with the core install (torch
+2.13.0, no torchvision) and runs there, whatever torch the test environment has; a vision stream is refused there
+in one line naming the extra."""
 
 import subprocess
 import sys
@@ -33,3 +35,11 @@ def test_wheel_runs_in_a_fresh_virtual_environment(tmp_path):
     # the configs came from inside the installed package, not from this checkout
     hydra_yaml = (work / "run" / ".hydra" / "hydra.yaml").read_text()
     assert str(venv) in hydra_yaml and "clrelu/conf" in hydra_yaml
+    versions = sh(venv / "bin" / "python", "-c", "import torch, importlib.util as u; "
+                  "print(torch.__version__, u.find_spec('torchvision') is None)").stdout.split()
+    assert versions[0].startswith("2.13.0") and versions[1] == "True"  # the core install, without torchvision
+    refused = subprocess.run([venv / "bin" / "clrelu", "run", "stream=split_cifar10", "hydra.run.dir=cifar"], cwd=work,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if "torchvision" in line]
+    assert len(lines) == 1 and "needs torchvision, which is not installed" in lines[0] and "[vision]" in lines[0]
