@@ -29,7 +29,8 @@ def _pyplot():
 
 
 def seen_accuracy(R: pd.DataFrame) -> pd.Series:
-    """After each task i, the mean accuracy on the tasks learned so far (0..i; all of them for a joint run)."""
+    """After each task i, the mean accuracy on the tasks learned so far (0..i; all of them for a joint run) that
+    were evaluated after it (NaN when none was: eval.every)."""
     return pd.Series({i: R.loc[i, [j for j in R.columns if j <= i]].mean() for i in R.index})
 
 
@@ -246,7 +247,8 @@ def sweep_figure(folder: Path, by: list[str] | None = None, left_out: list[str] 
         lowest, tasks = 1.0, set()
         for label, runs in groups:
             curves = pd.DataFrame([binned(c[panel]) for c in runs])
-            mean, std = curves.mean(), curves.std().fillna(0)
+            mean = curves.mean().dropna()  # tasks after which nothing was evaluated (eval.every) have no point
+            std = curves.std().fillna(0)[mean.index]
             few = len(mean) <= MANY_TASKS
             ax.plot(mean.index, mean.values, marker="o" if few else None, markersize=3,
                     label=f"{label} (n={len(curves)})")

@@ -3,6 +3,7 @@
 import io
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
@@ -250,3 +251,14 @@ def test_long_curves_are_drawn_as_the_means_of_equal_bins():
     assert len(drawn) == 100 and drawn.index[0] == 2.0 and drawn.index[-1] == 497.0
     assert (drawn == 2.0).all()  # every bin holds 0, 1, 2, 3, 4
     assert binned(curve.iloc[:80]).equals(curve.iloc[:80])
+
+
+def test_a_sweep_plot_draws_the_tasks_a_thinned_schedule_evaluated(tmp_path):
+    from clrelu.plot import sweep_figure
+
+    for seed in (0, 1):
+        run_in_process(tmp_path / f"seed={seed}", *FAST, f"seed={seed}", "eval.every=2", "eval.tasks=current")
+    accuracy = next(ax for ax in sweep_figure(tmp_path).axes if ax.get_title().startswith("mean accuracy"))
+    (line,) = accuracy.get_lines()
+    assert list(line.get_xdata()) == [1, 3, 4]  # after tasks 1 and 3 (every 2nd), and after the last
+    assert not np.isnan(line.get_ydata()).any()
