@@ -243,16 +243,18 @@ def sweep_figure(folder: Path, by: list[str] | None = None, left_out: list[str] 
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns + 3, 4.5 * rows), squeeze=False)
     flat = [ax for row in axes for ax in row]
+    # one colour per group: matplotlib's cycle repeats after 10, so more groups take tab20's 20 colours
+    colours = [plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")(i % 20) for i in range(len(groups))]
     for ax, panel in zip(flat, panels):
         lowest, tasks = 1.0, set()
-        for label, runs in groups:
+        for colour, (label, runs) in zip(colours, groups):
             curves = pd.DataFrame([binned(c[panel]) for c in runs])
             mean = curves.mean().dropna()  # tasks after which nothing was evaluated (eval.every) have no point
             std = curves.std().fillna(0)[mean.index]
             few = len(mean) <= MANY_TASKS
-            ax.plot(mean.index, mean.values, marker="o" if few else None, markersize=3,
+            ax.plot(mean.index, mean.values, marker="o" if few else None, markersize=3, color=colour,
                     label=f"{label} (n={len(curves)})")
-            ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2)
+            ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2, color=colour)
             lowest, tasks = min(lowest, float((mean - std).min())), tasks | set(mean.index)
         if len(tasks) <= MANY_TASKS:
             ax.set_xticks(sorted(tasks))
