@@ -38,6 +38,13 @@ PAPERS = {"hsu": ("Hsu et al. 2018, Table 2 (full MNIST)", HSU),
           "vandeven": ("van de Ven et al. 2022, read off their plot (full MNIST)", VANDEVEN)}
 
 
+def cell(row) -> str:
+    """Mean ± std over seeds, in %; a single seed's number says so."""
+    if row["count"] == 1:
+        return f"{100 * row['mean']:.2f} (1 seed)"
+    return f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f}"
+
+
 def main(paper: str, paths: list[str]) -> None:
     title, published = PAPERS[paper]
     runs = clrelu.results.load(*paths)
@@ -47,9 +54,9 @@ def main(paper: str, paths: list[str]) -> None:
     print("| method | " + " | ".join(SCENARIOS) + f" | seeds | {title}: task / domain / class |")
     print("| --- | " + " | ".join("---" for _ in SCENARIOS) + " | --- | --- |")
     for method, (name, numbers) in published.items():
-        cells = [f"{100 * stats.loc[(method, s), 'mean']:.2f} ± {100 * stats.loc[(method, s), 'std']:.2f}"
-                 for s in SCENARIOS]
-        seeds = int(stats.loc[method, "count"].min())
+        cells = [cell(stats.loc[(method, s)]) for s in SCENARIOS]
+        counts = stats.loc[method, "count"]
+        seeds = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
         shown = "`trainer.regime=joint`" if method == "joint" else f"`{method}`"
         print(f"| {shown} | " + " | ".join(cells) + f" | {seeds} | {name}: {' / '.join(numbers)} |")
 
