@@ -2,7 +2,7 @@
 
 Weights come from torchvision's cache (`$TORCH_HOME/hub/checkpoints`, torch.hub's folder), downloaded
 there with torch.hub's hash check when missing; offline and not cached, one line names the file and
-the folder. torchvision's builders load their weights with `torch.load(weights_only=False)`; clrelu
+the folder. torchvision's builders read their weights files with `weights_only=False`; clrelu
 builds them with torch's documented switch `TORCH_FORCE_WEIGHTS_ONLY_LOAD` set, so every weights file
 is read with `weights_only=True` (nothing in it can run code), through the builder's own loading
 (which some architectures need, such as DenseNet's renamed keys and Inception's input transform).
