@@ -22,7 +22,6 @@ from clrelu.config import job_config
 from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import ClreluError, ConfigError
 from clrelu.files import remove_temporaries
-from clrelu.memory import pin_mmap_threshold
 from clrelu.plasticity import PlasticityProbe
 from clrelu.results import RunRecord
 from clrelu.schedule import EvalSchedule
@@ -199,7 +198,6 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     if threads:
         torch.set_num_threads(threads)
 
-    pin_mmap_threshold()
     generator = seed_everything(seed)
     stream = build(make_stream, "stream").to(device)
     model = build(make_model, "model", in_features=stream.in_features, layout=stream.layout,

@@ -16,6 +16,7 @@ from clrelu.checkpoint import global_rng, restore_global_rng, save_checkpoint
 from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import RunError
 from clrelu.models.base import ContinualModel
+from clrelu.memory import TRIM_EVERY, release_freed_memory
 from clrelu.plasticity import PlasticityProbe, probe_indices
 from clrelu.results import Evaluation, RunRecord
 from clrelu.schedule import EvalSchedule
@@ -283,7 +284,9 @@ class Trainer:
         size = self.settings.eval_batch_size
         if self.monitor:
             self.monitor.begin_pass(focus)
-        for task in (self.stream.tasks if tasks is None else [self.stream.tasks[t] for t in tasks]):
+        for i, task in enumerate(self.stream.tasks if tasks is None else [self.stream.tasks[t] for t in tasks]):
+            if i and i % TRIM_EVERY == 0:
+                release_freed_memory()
             n = len(task.test)
             if not self.model.knows(task.id):
                 results.append(Evaluation(task.id, float("nan"), float("nan"), n))
@@ -301,6 +304,7 @@ class Trainer:
                 self.monitor.end_task(n)
         if self.monitor:
             self.monitor.end_pass()
+        release_freed_memory()
         return results
 
     def _measure_plasticity(self, task_id: int) -> None:
