@@ -232,7 +232,8 @@ def alive(pid: int) -> bool:
 
 
 def test_killed_sweep_jobs_stop_and_the_relaunch_runs_each_job_once(tmp_path):
-    slow = [*FAST, "model=sparse", "stream.n_tasks=2", "trainer.epochs=100", "trainer.batch_size=10", "seed=0,1",
+    # three tasks of about a second each: a job that started first must not finish before the kill
+    slow = [*FAST, "model=sparse", "stream.n_tasks=3", "trainer.epochs=200", "trainer.batch_size=10", "seed=0,1",
             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep"]
     sweep = subprocess.Popen([sys.executable, "-m", "clrelu.cli", "run", "-m", *slow], cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -254,6 +255,6 @@ def test_killed_sweep_jobs_stop_and_the_relaunch_runs_each_job_once(tmp_path):
     texts = [log.read_text() for log in logs]
     assert any("resuming after" in text for text in texts)
     for log, text in zip(logs, texts):
-        assert all(text.count(f"after task {t} ") <= 1 for t in range(2)), text  # no task was trained twice
-        assert list(pd.read_csv(log.parent / "accuracy.csv").after_task) == [0, 1]
+        assert all(text.count(f"after task {t} ") <= 1 for t in range(3)), text  # no task was trained twice
+        assert list(pd.read_csv(log.parent / "accuracy.csv").after_task) == [0, 1, 2]
         assert pd.read_csv(log.parent / "summary.csv").status.iloc[0] == "finished"
