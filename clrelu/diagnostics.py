@@ -46,8 +46,9 @@ class ActivationMonitor:
         self._hooks: list = []
         self._task: int | None = None
         self._focus = 0
-        self._nonzero: dict[str, dict[int, torch.Tensor]] = {}   # layer -> task -> nonzero samples per unit
-        self._positive: dict[str, dict[int, torch.Tensor]] = {}  # layer -> task -> positive samples per unit
+        # layer -> task -> nonzero (positive) samples per unit; a conv channel counts its share of positions a sample
+        self._nonzero: dict[str, dict[int, torch.Tensor]] = {}
+        self._positive: dict[str, dict[int, torch.Tensor]] = {}
         self._samples: dict[int, int] = {}
         self._buffers: dict[str, torch.Tensor] = {}  # per layer, reused by the hooks
         self.activations: list[dict] = []  # rows of the last pass: eval_task, layer, sparsity, nonpositive_fraction,

@@ -202,7 +202,6 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     stream = build(make_stream, "stream").to(device)
     model = build(make_model, "model", in_features=stream.in_features, layout=stream.layout,
                   **image_facts(make_model, stream)).to(device)
-    map_fixed_inputs(model, stream, train_settings.eval_batch_size)
     strategy = build(make_strategy, "strategy", layout=stream.layout)
     problem = strategy.model_problem(model)
     if problem:
@@ -211,6 +210,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
             "regime": train_settings.regime, "optimizer": names["optimizer"], "strategy": names["strategy"]}
     monitor = diagnostics_monitor(cfg.diagnostics, model)
     probe = plasticity_probe(cfg.plasticity, model)
+    map_fixed_inputs(model, stream, train_settings.eval_batch_size)  # last: it can take minutes, and config is checked
     folder.mkdir(parents=True, exist_ok=True)
     record = RunRecord(folder, stream.n_tasks, meta, diagnostics=monitor is not None, config=config)
     log.info("%s with %s on %s (%d tasks, %s scenario, %s regime), %d parameters, writing to %s", names["model"],

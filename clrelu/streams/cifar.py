@@ -9,7 +9,7 @@ from clrelu import checks
 from clrelu.data.cifar import CIFAR, load_cifar
 from clrelu.data.datasets import ImageData
 from clrelu.streams.augment import AUGMENTS, make_augment
-from clrelu.streams.base import Stream
+from clrelu.streams.base import ACTIVE_CLASSES, SCENARIOS, Stream
 from clrelu.streams.split import SplitPlan
 
 
@@ -50,6 +50,8 @@ def split_cifar_stream(dataset: str, root: str, scenario: str, n_tasks: int | No
     training batch."""
     checks.choice("stream.dataset", dataset, CIFAR)
     checks.choice("stream.augment", augment, AUGMENTS)
+    checks.choice("stream.scenario", scenario, SCENARIOS)  # before the files are read (or downloaded)
+    checks.choice("stream.active_classes", active_classes, ACTIVE_CLASSES)
     plan = SplitPlan.checked(CIFAR[dataset].n_classes, n_tasks, classes_per_task, class_order, seed, train_limit,
                              test_limit)
     data = load_cifar(dataset, root)
