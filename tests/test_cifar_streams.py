@@ -16,6 +16,7 @@ from clrelu.models.mlp import MLP
 from clrelu.streams.cifar import split_cifar_stream
 from clrelu.streams.features import map_inputs
 from conftest import read_accuracy, run_in_process
+from test_models import run_spied
 
 pytest.importorskip("torchvision", reason="the vision extra is not installed")
 
@@ -143,28 +144,9 @@ def test_every_model_on_every_trunk(root, tmp_path, model, trunk):
     assert plasticity.layer.str.contains(r"\.net\.").any() and plasticity.layer.str.contains(r"\.net\.").mean() < 1
 
 
-def run_spied(tmp_path, monkeypatch, *overrides):
-    """Run in-process, keeping the model and a copy of its state at the end of every task."""
-    from clrelu import experiment
-    from test_models import snapshots_at_task_end
-
-    found = {}
-    build = experiment.build
-
-    def build_and_spy(make, group, **runtime):
-        built = build(make, group, **runtime)
-        if group == "model":
-            found.update(model=built, taken=snapshots_at_task_end(built))
-        return built
-
-    monkeypatch.setattr(experiment, "build", build_and_spy)
-    record = run_in_process(tmp_path, *overrides)
-    return record, found["model"], found["taken"]
-
-
 @pytest.mark.parametrize("trunk", ["cnn", "resnet18"])
-def test_a_frozen_conv_trunk_is_bit_identical(root, tmp_path, monkeypatch, trunk):
-    _, _, taken = run_spied(tmp_path, monkeypatch, "model=transfer", "model.backbone=random", f"model.trunk={trunk}",
+def test_a_frozen_conv_trunk_is_bit_identical(root, tmp_path, trunk):
+    _, _, taken = run_spied(tmp_path, "model=transfer", "model.backbone=random", f"model.trunk={trunk}",
                             "stream=split_cifar10", f"data.root={root}", "stream.n_tasks=3", *SMALL)
     trunk_state = {k: v for k, v in taken[2].items() if k.startswith("trunk.")}
     assert any("running_mean" in k for k in trunk_state) == (trunk == "resnet18")  # batch norm statistics too
@@ -172,8 +154,8 @@ def test_a_frozen_conv_trunk_is_bit_identical(root, tmp_path, monkeypatch, trunk
     assert not torch.equal(taken[2]["heads.layers.1.weight"], taken[0]["heads.layers.1.weight"])
 
 
-def test_sparse_protects_the_fully_connected_units_of_a_conv_trunk(root, tmp_path, monkeypatch):
-    _, _, taken = run_spied(tmp_path, monkeypatch, "model=sparse", "model.trunk=cnn", "model.k=0.25",
+def test_sparse_protects_the_fully_connected_units_of_a_conv_trunk(root, tmp_path):
+    _, _, taken = run_spied(tmp_path, "model=sparse", "model.trunk=cnn", "model.k=0.25",
                             "model.protect_threshold=0.3", "stream=split_cifar10", f"data.root={root}",
                             "stream.n_tasks=3", *SMALL, "trainer.epochs=2")
     mine = taken[0]["owner_0"] == 0

@@ -32,8 +32,8 @@ def snapshots_at_task_end(model):
     return taken
 
 
-def run_model(tmp_path, model_name, *overrides):
-    """Run a model in-process, keeping a snapshot of its state at the end of every task."""
+def run_spied(folder, *overrides):
+    """Run in-process, keeping the model and a snapshot of its state at the end of every task."""
     import clrelu.experiment as experiment
 
     snapshots = {}
@@ -47,10 +47,15 @@ def run_model(tmp_path, model_name, *overrides):
 
     experiment.build = build_and_spy
     try:
-        record = run_in_process(tmp_path, f"model={model_name}", *FAST, *overrides)
+        record = run_in_process(folder, *overrides)
     finally:
         experiment.build = build
     return record, snapshots["model"], snapshots["taken"]
+
+
+def run_model(tmp_path, model_name, *overrides):
+    """Run a model in-process on the small synthetic stream (FAST), with run_spied's snapshots."""
+    return run_spied(tmp_path, f"model={model_name}", *FAST, *overrides)
 
 
 # --- sparse -------------------------------------------------------------------------------------
