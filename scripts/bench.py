@@ -25,7 +25,6 @@ import argparse
 import math
 import os
 import pickle
-import resource
 import statistics
 import subprocess
 import sys
@@ -239,12 +238,16 @@ def data_seconds(root: str) -> float:
     return time.perf_counter() - started
 
 
-def peak_memory_mb(stream_args: list[str]) -> float:
-    """Peak resident memory of a whole `clrelu run` process, in MB."""
-    with tempfile.TemporaryDirectory() as folder:
-        subprocess.run([*CLRELU, "run", *COMMON, *stream_args, f"hydra.run.dir={folder}/run"],
-                       capture_output=True, check=True)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+PEAK_OF_CHILD = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True, check=True); "
+                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def peak_memory_mb(run_args: list[str], folder: str) -> float:
+    """Peak resident memory, in MB, of a whole `clrelu run` process writing into `folder`, measured by a fresh
+    parent process (so that no earlier child's peak counts)."""
+    command = [*CLRELU, "run", *COMMON, *run_args, f"hydra.run.dir={folder}"]
+    out = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *command], capture_output=True, text=True, check=True)
+    return int(out.stdout) / 1024
 
 
 # A long permuted MNIST stream with little work a task: 10 steps, the current task evaluated every 100 tasks on
@@ -252,16 +255,11 @@ def peak_memory_mb(stream_args: list[str]) -> float:
 # record's and the files' share of memory, which is what the long-stream target bounds.
 LONG = ["stream=permuted_mnist", "stream.scenario=domain", "stream.test_limit=1000", "trainer.iters=10",
         "eval.every=100", "eval.tasks=current"]
-PEAK_OF_CHILD = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True, check=True); "
-                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
 def long_stream(n_tasks: int, folder: str) -> float:
-    """Peak resident memory, in MB, of a LONG run of `n_tasks` tasks into `folder`, measured by a fresh parent
-    process (so that no earlier child's peak counts)."""
-    command = [*CLRELU, "run", *COMMON, *LONG, f"stream.n_tasks={n_tasks}", f"hydra.run.dir={folder}"]
-    out = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *command], capture_output=True, text=True, check=True)
-    return int(out.stdout) / 1024
+    """Peak resident memory, in MB, of a LONG run of `n_tasks` tasks into `folder`."""
+    return peak_memory_mb([*LONG, f"stream.n_tasks={n_tasks}"], folder)
 
 
 def long_stream_figures() -> tuple[float, float, float]:
@@ -288,8 +286,9 @@ def main() -> None:
     args = parser.parse_args()
     root = os.environ.get("CLRELU_DATA")
     if root and "split_fmnist" in args.streams:
-        # first, while this process is small: a forked child starts out with the parent's resident pages
-        print(f"peak resident memory of a split_fmnist run: {peak_memory_mb(STREAMS['split_fmnist']):.0f} MB")
+        with tempfile.TemporaryDirectory() as folder:
+            peak = peak_memory_mb(STREAMS["split_fmnist"], f"{folder}/run")
+        print(f"peak resident memory of a split_fmnist run: {peak:.0f} MB")
     streams = args.streams.split(",")
     scratch = tempfile.TemporaryDirectory()
     extra = {}
