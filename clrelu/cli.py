@@ -60,10 +60,10 @@ def _run_task(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from clrelu.experiment import run_experiment  # imports torch: kept out of `clrelu run --help`
-    from clrelu.guard import claim_job_folder
-    from clrelu.lock import stop_with_sweep
-    from clrelu.runfolder import remove_created
+    from clrelu.run.experiment import run_experiment  # imports torch: kept out of `clrelu run --help`
+    from clrelu.rundir.contents import remove_created
+    from clrelu.rundir.guard import claim_job_folder
+    from clrelu.rundir.lock import stop_with_sweep
 
     hydra_cfg = HydraConfig.get()
     folder = Path(hydra_cfg.runtime.output_dir)
@@ -155,7 +155,7 @@ def _guarded(command) -> int:
 
 
 def _compare(arguments: list[str]) -> int:
-    from clrelu import compare
+    from clrelu.report import compare
 
     parser = Parser(prog="clrelu compare", description="Mean and standard deviation over seeds of every group "
                     "of finished runs; writes compare.csv into the first folder.")
@@ -194,7 +194,7 @@ def _plot(arguments: list[str]) -> int:
     args = parser.parse_args(arguments)
 
     def command():
-        from clrelu.plot import plot
+        from clrelu.report.plot import plot
 
         left_out: list[str] = []
         written = plot(args.path, args.out, left_out)

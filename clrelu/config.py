@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from clrelu import checks
 from clrelu.errors import ConfigError
 
 RUN_CONTROL_KEYS = ("resume", "skip_finished")  # how a run was launched, not what it computes
@@ -122,3 +123,11 @@ def config_difference(started: dict, now: dict) -> str | None:
         was, now_ = (flat.get(key, "(not set)") for flat in (before, after))
         return f"{key} was {was} in that run and is {now_} now"
     return None
+
+
+def check_seeds(cfg: DictConfig) -> int:
+    """The run's seed, after checking it and the stream's (each an integer in [0, 2**32))."""
+    seed = checks.seed("seed", cfg.seed)
+    if "seed" in cfg.get("stream", {}):
+        checks.seed("stream.seed", cfg.stream.seed)
+    return seed

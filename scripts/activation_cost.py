@@ -19,9 +19,9 @@ import torch
 from torch.nn import functional as F
 
 from clrelu.config import compose
-from clrelu.experiment import build, factory
 from clrelu.models.layers import ACTIVATIONS
 from clrelu.models.mlp import MLP
+from clrelu.run.experiment import build, factory
 
 
 def everything(split) -> tuple[torch.Tensor, torch.Tensor]:

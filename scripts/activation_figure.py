@@ -17,7 +17,7 @@ import pandas as pd
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-import clrelu.results
+from clrelu.report.load import load
 
 COLUMNS = ["avg_forgetting", "mean_sparsity", "dead_fraction", "mean_overlap", "avg_accuracy", "train_seconds"]
 DIGITS = {"train_seconds": 1}
@@ -36,7 +36,7 @@ def final_dead_fraction(run_dir: str) -> float:
 
 
 def main(sweep: str, figure_path: str) -> None:
-    runs = clrelu.results.load(sweep)
+    runs = load(sweep)
     runs = runs[runs.status == "finished"].copy()
     runs["dead_fraction"] = [final_dead_fraction(d) for d in runs.run_dir]
     stats = runs.groupby(KEYS)[COLUMNS].agg(["mean", "std"])

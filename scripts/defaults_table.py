@@ -8,7 +8,7 @@
 
 import sys
 
-import clrelu.results
+from clrelu.report.load import load
 
 STREAMS = ("split_mnist", "permuted_mnist", "split_fmnist", "permuted_fmnist")
 SCENARIOS = ("task", "domain", "class")
@@ -21,7 +21,7 @@ def cell(run) -> str:
 
 
 def main(path: str) -> None:
-    runs = clrelu.results.load(path).set_index(["strategy", "stream", "scenario"]).sort_index()
+    runs = load(path).set_index(["strategy", "stream", "scenario"]).sort_index()
     print("| strategy | " + " | ".join(f"{stream}, {scenario}" for stream in STREAMS for scenario in SCENARIOS)
           + " |")
     print("| --- " * (1 + len(STREAMS) * len(SCENARIOS)) + "|")

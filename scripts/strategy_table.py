@@ -7,7 +7,7 @@ seeds, beside the published numbers of the preset's paper.
 
 import sys
 
-import clrelu.results
+from clrelu.report.load import load
 
 SCENARIOS = ("task", "domain", "class")
 # Hsu, Liu, Ramasamy & Kira (2018), Table 2: split MNIST, full training set, mean ± std of 10 runs, each row with the
@@ -47,7 +47,7 @@ def cell(row) -> str:
 
 def main(paper: str, paths: list[str]) -> None:
     title, published = PAPERS[paper]
-    runs = clrelu.results.load(*paths)
+    runs = load(*paths)
     runs = runs[runs.status == "finished"]
     runs = runs.assign(method=runs.strategy.where(runs.regime != "joint", "joint"))
     stats = runs.groupby(["method", "scenario"]).avg_accuracy.agg(["mean", "std", "count"])

@@ -5,10 +5,10 @@ import pickle
 
 import pytest
 import torch
-
-from clrelu.checkpoint import CHECKPOINT, load_checkpoint
-from clrelu.errors import ConfigError
 from conftest import crash_during_task, run_in_process
+
+from clrelu.errors import ConfigError
+from clrelu.rundir.checkpoint import CHECKPOINT, load_checkpoint
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20",
         "stream.n_tasks=3"]

@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from cifar_files import write_cifar
+from conftest import read_accuracy, run_in_process
+from test_models import run_spied
+
 from clrelu.data import cifar
 from clrelu.errors import ConfigError
 from clrelu.models.mlp import MLP
 from clrelu.streams.cifar import split_cifar_stream
 from clrelu.streams.features import map_inputs
-from conftest import read_accuracy, run_in_process
-from test_models import run_spied
 
 pytest.importorskip("torchvision", reason="the vision extra is not installed")
 

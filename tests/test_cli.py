@@ -2,7 +2,6 @@
 
 import pandas as pd
 import pytest
-
 from conftest import fake_dataset, read_accuracy, run_cli
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]

@@ -4,9 +4,9 @@ the refusal of the strategies that re-initialise units (ReDo, CBP) on conv trunk
 import pytest
 import torch
 
+from clrelu.measure.plasticity import PlasticityProbe, channel_summary, dormant_fraction, effective_rank, srank
 from clrelu.models.conv import ReducedResNet18
 from clrelu.models.mlp import MLP
-from clrelu.plasticity import PlasticityProbe, channel_summary, dormant_fraction, effective_rank, srank
 from clrelu.strategies.cbp import ContinualBackprop
 from clrelu.strategies.redo import ReDo
 from clrelu.streams.base import HeadLayout

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import ConfigError
+from clrelu.measure.diagnostics import ActivationMonitor
 from clrelu.models.conv import BasicBlock, ReducedResNet18, SmallCNN
 from clrelu.models.layers import TrunkSpec, hidden_outputs, linear_layers
 from clrelu.models.mlp import MLP

@@ -6,12 +6,12 @@ import urllib.request
 
 import numpy as np
 import pytest
+from conftest import fake_dataset
 
 from clrelu.data import download as download_module
 from clrelu.data.datasets import FILES, load_dataset
 from clrelu.data.idx import read_idx, write_idx
 from clrelu.errors import DataError
-from conftest import fake_dataset
 
 
 @pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])

@@ -3,16 +3,16 @@
 import pandas as pd
 import pytest
 import torch
+from conftest import run_in_process
 
-from clrelu import diagnostics
-from clrelu.diagnostics import ActivationMonitor
+from clrelu.measure import diagnostics
+from clrelu.measure.diagnostics import ActivationMonitor
 from clrelu.models.layers import make_activation
 from clrelu.models.mlp import MLP
 from clrelu.models.sparse import SparsePerceptron
+from clrelu.run.trainer import Trainer, TrainSettings
 from clrelu.streams.base import Split, Stream, Task
 from clrelu.streams.synthetic import synthetic_stream
-from clrelu.trainer import Trainer, TrainSettings
-from conftest import run_in_process
 
 FAST = ["stream=synthetic", "stream.train_per_class=50", "stream.test_per_class=20", "trainer.batch_size=16"]
 

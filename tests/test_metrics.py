@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clrelu import metrics
+from clrelu.measure import metrics
 
 nan = np.nan
 

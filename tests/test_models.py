@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 import torch
+from conftest import read_accuracy, run_cli, run_in_process
 from torch.nn import functional as F
 
 from clrelu.errors import ConfigError
@@ -13,7 +14,6 @@ from clrelu.models.pnn import ProgressiveNet
 from clrelu.models.sparse import SparsePerceptron
 from clrelu.models.transfer import TransferHead
 from clrelu.streams.base import HeadLayout
-from conftest import read_accuracy, run_cli, run_in_process
 
 FAST = ["stream=synthetic", "stream.train_per_class=100", "stream.test_per_class=50", "trainer.batch_size=16"]
 TASK3 = HeadLayout("task", n_tasks=3, classes_per_task=2)
@@ -34,7 +34,7 @@ def snapshots_at_task_end(model):
 
 def run_spied(folder, *overrides):
     """Run in-process, keeping the model and a snapshot of its state at the end of every task."""
-    import clrelu.experiment as experiment
+    import clrelu.run.experiment as experiment
 
     snapshots = {}
     build = experiment.build

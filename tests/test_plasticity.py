@@ -5,10 +5,10 @@ import math
 import pandas as pd
 import pytest
 import torch
+from conftest import needs_fmnist, run_in_process
 
-from clrelu.metrics import online_tenths
-from clrelu.models.mlp import MLP
-from clrelu.plasticity import (
+from clrelu.measure.metrics import online_tenths
+from clrelu.measure.plasticity import (
     PlasticityProbe,
     dead_fraction,
     dormant_fraction,
@@ -20,8 +20,8 @@ from clrelu.plasticity import (
     unit_activity,
     weight_magnitude,
 )
+from clrelu.models.mlp import MLP
 from clrelu.streams.base import HeadLayout
-from conftest import needs_fmnist, run_in_process
 
 DOMAIN = HeadLayout("domain", n_tasks=2, classes_per_task=2)
 

@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import needs_fmnist, run_in_process
 
 pytestmark = needs_fmnist

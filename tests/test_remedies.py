@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from conftest import crash_during_task, run_in_process
 from torch.nn import functional as F
 
 from clrelu.errors import ConfigError
@@ -15,7 +16,6 @@ from clrelu.strategies.l2_init import L2Init
 from clrelu.strategies.redo import ReDo
 from clrelu.strategies.shrink_perturb import ShrinkPerturb, fresh_parameters
 from clrelu.streams.base import HeadLayout
-from conftest import crash_during_task, run_in_process
 
 DOMAIN = HeadLayout("domain", n_tasks=2, classes_per_task=3)
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20",
@@ -221,7 +221,7 @@ def test_crelu_doubles_the_width_and_keeps_both_signs():
 @pytest.mark.parametrize("model", ["sparse", "pnn", "transfer", "multitask"])
 def test_every_model_takes_crelu(model):
     from clrelu.config import compose
-    from clrelu.experiment import build, factory
+    from clrelu.run.experiment import build, factory
 
     cfg, _ = compose([f"model={model}", "model.hidden=[5,3]", "model.activation=crelu"])
     layout = HeadLayout("task", n_tasks=2, classes_per_task=3)

@@ -1,9 +1,9 @@
 """Run folders: loading many runs with pandas, and complete CSVs after a kill mid-run."""
 
 import pandas as pd
-
-from clrelu import results
 from conftest import read_accuracy, run_cli, start_and_kill_after
+
+from clrelu.report.load import load
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -11,7 +11,7 @@ FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "s
 def test_load_a_sweep_into_one_frame(tmp_path):
     done = run_cli("run", "-m", *FAST, "seed=0,1", "trainer.epochs=1,2", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    frame = results.load(tmp_path / "sweep")
+    frame = load(tmp_path / "sweep")
     assert len(frame) == 4
     assert sorted(zip(frame.seed, frame["trainer.epochs"])) == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert set(frame.model) == {"mlp"} and set(frame.stream) == {"synthetic"} and set(frame.status) == {"finished"}

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_cli, run_in_process
 from hydra import compose, initialize_config_dir
 
-import clrelu.checkpoint
-from clrelu import runfolder
+import clrelu.rundir.checkpoint
 from clrelu.config import config_dir
 from clrelu.errors import RunError
-from clrelu.guard import CLAIMS, RunFolderGuard
-from clrelu.lock import LOCK_FILE, FolderLock
-from conftest import run_cli, run_in_process
+from clrelu.rundir import contents as runfolder
+from clrelu.rundir.guard import CLAIMS, RunFolderGuard
+from clrelu.rundir.lock import LOCK_FILE, FolderLock
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -194,7 +194,7 @@ def test_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_a_full_disk_marks_the_run_failed_and_leaves_no_temporary_file(tmp_path, monkeypatch):
-    original = clrelu.checkpoint.write_atomically
+    original = clrelu.rundir.checkpoint.write_atomically
     written = []
 
     def full_after_task_1(path, write):
@@ -207,7 +207,7 @@ def test_a_full_disk_marks_the_run_failed_and_leaves_no_temporary_file(tmp_path,
             written.append(path)
         return original(path, write)
 
-    monkeypatch.setattr("clrelu.checkpoint.write_atomically", full_after_task_1)
+    monkeypatch.setattr("clrelu.rundir.checkpoint.write_atomically", full_after_task_1)
     with pytest.raises(RunError) as failed:
         run_in_process(tmp_path, *FAST)
     assert str(failed.value) == f"{tmp_path / 'checkpoint.pt'}: cannot be written (No space left on device)"

@@ -6,6 +6,7 @@ import math
 import pandas as pd
 import pytest
 import torch
+from conftest import crash_during_task, needs_fmnist, run_cli, run_in_process
 from torch import nn
 
 from clrelu.errors import RunError
@@ -16,7 +17,6 @@ from clrelu.strategies.lwf import LwF
 from clrelu.strategies.replay import Replay
 from clrelu.strategies.si import SI
 from clrelu.streams.base import HeadLayout, Split
-from conftest import crash_during_task, needs_fmnist, run_cli, run_in_process
 
 TASK2 = HeadLayout("task", n_tasks=2, classes_per_task=2)
 CLASS3 = HeadLayout("class", n_tasks=3, classes_per_task=2)

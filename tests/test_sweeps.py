@@ -6,11 +6,11 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import read_accuracy, run_cli, run_in_process, start_and_kill_after
 from omegaconf import OmegaConf
 
 from clrelu.cli import job_threads, main
 from clrelu.errors import ConfigError
-from conftest import read_accuracy, run_cli, run_in_process, start_and_kill_after
 from hydra_plugins.clrelu_sweeper.clrelu_sweeper import ClreluSweeper
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
@@ -71,7 +71,7 @@ def test_compare_errors_are_one_line(sweep, tmp_path):
 def test_plot_of_a_run_and_of_a_sweep(sweep, tmp_path):
     import matplotlib.image
 
-    from clrelu.plot import run_figure, sweep_figure
+    from clrelu.report.plot import run_figure, sweep_figure
 
     run = next(p for p in sweep.iterdir() if p.is_dir())
     done = run_cli("plot", str(run), "--out", str(tmp_path / "run.png"), cwd=tmp_path)
@@ -234,7 +234,7 @@ def test_job_numbers_as_folder_names_survive_skipping(tmp_path):
 
 
 def test_group_labels_leave_out_keys_a_run_does_not_set():
-    from clrelu.compare import group_runs
+    from clrelu.report.compare import group_runs
 
     # two sweeps loaded together: one over strategies, one over activations (the other key absent, NaN)
     frame = pd.DataFrame({"strategy": ["naive", "cbp", "naive"], "model.activation": [None, None, "crelu"],
@@ -244,7 +244,7 @@ def test_group_labels_leave_out_keys_a_run_does_not_set():
 
 
 def test_long_curves_are_drawn_as_the_means_of_equal_bins():
-    from clrelu.plot import binned
+    from clrelu.report.plot import binned
 
     curve = pd.Series([float(t % 5) for t in range(500)], index=range(500))
     drawn = binned(curve)
@@ -254,7 +254,7 @@ def test_long_curves_are_drawn_as_the_means_of_equal_bins():
 
 
 def test_a_sweep_plot_draws_the_tasks_a_thinned_schedule_evaluated(tmp_path):
-    from clrelu.plot import sweep_figure
+    from clrelu.report.plot import sweep_figure
 
     for seed in (0, 1):
         run_in_process(tmp_path / f"seed={seed}", *FAST, f"seed={seed}", "eval.every=2", "eval.tasks=current")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from clrelu.data.datasets import ImageData
+from clrelu.data.vision import import_torchvision
 from clrelu.errors import DataError
-from clrelu.vision import import_torchvision
 
 IMAGE_SHAPE = (3, 32, 32)
 

@@ -20,8 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from clrelu import checks
+from clrelu.data.vision import import_torchvision
 from clrelu.errors import ConfigError, DataError, choices_error
-from clrelu.vision import import_torchvision
 
 CHUNK = 256  # images per forward pass: 10,000 at 224 x 224 would need tens of GB of activations
 FORCE_SAFE, FORCE_UNSAFE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"

@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 from clrelu import checks
-from clrelu.checkpoint import load_trunk
 from clrelu.errors import ConfigError
 from clrelu.models.base import ContinualModel
 from clrelu.models.heads import Heads
 from clrelu.models.layers import TrunkSpec, linear_layers
 from clrelu.models.units import UnitLayer
+from clrelu.rundir.checkpoint import load_trunk
 from clrelu.streams.base import HeadLayout, Split
 
 BACKBONES = ("first_task", "checkpoint", "random", "torchvision")

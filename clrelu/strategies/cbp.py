@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from clrelu import checks
+from clrelu.measure.plasticity import unit_activity
 from clrelu.models.base import ContinualModel
 from clrelu.models.units import UnitLayer, reinitialise
-from clrelu.plasticity import unit_activity
 from clrelu.strategies.base import Strategy, conv_units_problem, fixed_units_problem
 from clrelu.streams.base import HeadLayout, Split
 

@@ -6,9 +6,9 @@ import torch
 
 from clrelu import checks
 from clrelu.errors import ConfigError
+from clrelu.measure.plasticity import dormant_scores, unit_activity
 from clrelu.models.base import ContinualModel
 from clrelu.models.units import UnitLayer, reinitialise
-from clrelu.plasticity import dormant_scores, unit_activity
 from clrelu.strategies.base import Strategy, conv_units_problem, fixed_units_problem
 from clrelu.streams.base import HeadLayout, Split
 

@@ -39,9 +39,9 @@ class ClreluSweeper(BasicSweeper):
     """
 
     def sweep(self, arguments: list[str]):
-        from clrelu.files import write_atomically
-        from clrelu.lock import FolderLock, mark_sweep_process
-        from clrelu.runfolder import remove_created, snapshot
+        from clrelu.rundir.contents import remove_created, snapshot
+        from clrelu.rundir.files import write_atomically
+        from clrelu.rundir.lock import FolderLock, mark_sweep_process
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         every_job = [job for batch in self.split_arguments(parser.parse_overrides([*self._parse_config(), *arguments]),
@@ -78,7 +78,7 @@ class ClreluSweeper(BasicSweeper):
     @staticmethod
     def _check_sweep_dir(sweep_dir: Path) -> None:
         from clrelu.errors import ConfigError
-        from clrelu.runfolder import EMPTY, FOREIGN, NEW, SWEEP, describe_foreign, inspect
+        from clrelu.rundir.contents import EMPTY, FOREIGN, NEW, SWEEP, describe_foreign, inspect
 
         contents = inspect(sweep_dir)
         if contents.kind == FOREIGN:
@@ -90,12 +90,13 @@ class ClreluSweeper(BasicSweeper):
 
     def _plan_job(self, overrides: list[str], index: int, sweep_dir: Path) -> JobPlan:
         """What to do with job number `index`: run it, resume it or skip it; or a ConfigError saying why not."""
-        from clrelu import checks, runfolder
-        from clrelu.checkpoint import resumable_checkpoint
+        from clrelu import checks
         from clrelu.config import job_config
         from clrelu.errors import ConfigError
-        from clrelu.guard import check_before_writing
-        from clrelu.lock import check_free
+        from clrelu.rundir import contents as runfolder
+        from clrelu.rundir.checkpoint import resumable_checkpoint
+        from clrelu.rundir.guard import check_before_writing
+        from clrelu.rundir.lock import check_free
 
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
@@ -152,8 +153,8 @@ class ClreluSweeper(BasicSweeper):
     def _remove_leftovers(plan: JobPlan) -> None:
         """What a job whose config was refused created in its folder (Hydra's files, run.log, a new folder)."""
         from clrelu.errors import ClreluError
-        from clrelu.lock import FolderLock
-        from clrelu.runfolder import remove_created
+        from clrelu.rundir.contents import remove_created
+        from clrelu.rundir.lock import FolderLock
 
         lock = FolderLock(plan.folder)
         try:

@@ -17,9 +17,9 @@ import torch
 
 from clrelu.config import config_difference
 from clrelu.errors import ConfigError
-from clrelu.files import write_atomically
 from clrelu.models.base import ContinualModel
 from clrelu.models.layers import TrunkSpec
+from clrelu.rundir.files import write_atomically
 
 FORMAT = "clrelu-model-v1"
 CHECKPOINT_FORMAT = "clrelu-checkpoint-v1"

@@ -15,11 +15,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from clrelu import checks, runfolder
-from clrelu.checkpoint import CHECKPOINT, resumable_checkpoint
-from clrelu.config import check_known_keys, job_config
+from clrelu import checks
+from clrelu.config import check_known_keys, check_seeds, job_config
 from clrelu.errors import ClreluError, ConfigError, report
-from clrelu.lock import FolderLock, check_free
+from clrelu.rundir import contents as runfolder
+from clrelu.rundir.checkpoint import CHECKPOINT, resumable_checkpoint
+from clrelu.rundir.lock import FolderLock, check_free
 
 
 def check_single_run(folder: Path, contents: runfolder.Contents, config: DictConfig, resume: bool) -> None:
@@ -100,8 +101,6 @@ def check_before_writing(config: DictConfig) -> None:
     """What can be refused from the composed config alone, before a run or sweep writes anything: keys the
     YAML configs do not define, and seeds out of range."""
     from hydra.core.global_hydra import GlobalHydra
-
-    from clrelu.experiment import check_seeds
 
     overrides = list(config.hydra.overrides.task)
     check_known_keys(config, overrides, GlobalHydra.instance().config_loader(), config.hydra.job.config_name)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from clrelu import results
 from clrelu.errors import ConfigError
-from clrelu.files import write_atomically
+from clrelu.report import load as loading
+from clrelu.rundir import csvfiles
+from clrelu.rundir.files import write_atomically
 
 METRICS = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "train_seconds")
 # summary columns that are outcomes or bookkeeping, not configuration to group by
-NOT_CONFIG = {*results.NUMERIC_COLUMNS, "n_tasks", "tasks_done", "status", "error", "run_dir", "seed"}
+NOT_CONFIG = {*csvfiles.NUMERIC_COLUMNS, "n_tasks", "tasks_done", "status", "error", "run_dir", "seed"}
 FORMATS = ("table", "csv", "markdown")
 
 
@@ -22,7 +23,7 @@ def load_runs(paths: list[str], left_out: list[str]) -> pd.DataFrame:
     for path in paths:
         if not Path(path).exists():
             raise ConfigError(f"{path}: no such file or folder")
-    frame = results.load(*paths, left_out=left_out)
+    frame = loading.load(*paths, left_out=left_out)
     if frame.empty:
         damaged = f"; left out, damaged: {left_out[0]}" if left_out else ""
         raise ConfigError(f"no runs under {', '.join(paths)} (a run folder holds a summary.csv){damaged}")

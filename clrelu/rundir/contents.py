@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from clrelu.checkpoint import CHECKPOINT
 from clrelu.errors import ConfigError
-from clrelu.files import TEMPORARY
-from clrelu.lock import LOCK_FILE
-from clrelu.results import SUMMARY, read_summary
+from clrelu.rundir.checkpoint import CHECKPOINT
+from clrelu.rundir.csvfiles import SUMMARY, read_summary
+from clrelu.rundir.files import TEMPORARY
+from clrelu.rundir.lock import LOCK_FILE
 
 MULTIRUN = "multirun.yaml"
 SWEEPER = "ClreluSweeper"

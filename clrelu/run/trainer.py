@@ -12,14 +12,14 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from clrelu.checkpoint import global_rng, restore_global_rng, save_checkpoint
-from clrelu.diagnostics import ActivationMonitor
 from clrelu.errors import RunError
+from clrelu.measure.diagnostics import ActivationMonitor
+from clrelu.measure.plasticity import PlasticityProbe, probe_indices
 from clrelu.models.base import ContinualModel
-from clrelu.memory import TRIM_EVERY, release_freed_memory
-from clrelu.plasticity import PlasticityProbe, probe_indices
-from clrelu.results import Evaluation, RunRecord
-from clrelu.schedule import EvalSchedule
+from clrelu.run.memory import TRIM_EVERY, release_freed_memory
+from clrelu.run.schedule import EvalSchedule
+from clrelu.rundir.checkpoint import global_rng, restore_global_rng, save_checkpoint
+from clrelu.rundir.record import Evaluation, RunRecord
 from clrelu.strategies.base import Strategy
 from clrelu.streams.base import Stream, Task
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from clrelu.errors import ClreluError, ConfigError
 
-LOCK_FILE = ".clrelu.lock"  # holds the process id of the writer; the kernel drops the lock when it dies
+LOCK_FILE = ".clrelu.rundir.lock"  # holds the process id of the writer; the kernel drops the lock when it dies
 SWEEP_ENV = "CLRELU_SWEEP_PROCESS"  # "<host>:<pid>" of the sweep whose jobs run in child processes
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def _busy(folder: Path, fd: int) -> FolderBusy:
 
 
 class FolderLock:
-    """An exclusive lock on `<folder>/.clrelu.lock`; a lock left by a dead process is free again."""
+    """An exclusive lock on `<folder>/.clrelu.rundir.lock`; a lock left by a dead process is free again."""
 
     def __init__(self, folder: Path):
         self.folder = folder

@@ -17,17 +17,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from clrelu import checks
-from clrelu.checkpoint import CHECKPOINT, resumable_checkpoint, save_model
-from clrelu.config import job_config
-from clrelu.diagnostics import ActivationMonitor
+from clrelu.config import check_seeds, job_config
 from clrelu.errors import ClreluError, ConfigError
-from clrelu.files import remove_temporaries
-from clrelu.plasticity import PlasticityProbe
-from clrelu.results import RunRecord
-from clrelu.schedule import EvalSchedule
+from clrelu.measure.diagnostics import ActivationMonitor
+from clrelu.measure.plasticity import PlasticityProbe
+from clrelu.run.schedule import EvalSchedule
+from clrelu.run.trainer import REGIMES, Trainer, TrainSettings
+from clrelu.rundir.checkpoint import CHECKPOINT, resumable_checkpoint, save_model
+from clrelu.rundir.files import remove_temporaries
+from clrelu.rundir.record import RunRecord
 from clrelu.streams.base import SCENARIOS, Stream
 from clrelu.streams.features import map_inputs
-from clrelu.trainer import REGIMES, Trainer, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +98,6 @@ def choose_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def check_seeds(cfg: DictConfig) -> int:
-    """The run's seed, after checking it and the stream's (each an integer in [0, 2**32))."""
-    seed = checks.seed("seed", cfg.seed)
-    if "seed" in cfg.get("stream", {}):
-        checks.seed("stream.seed", cfg.stream.seed)
-    return seed
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clrelu import results
-from clrelu.compare import group_runs, load_runs
 from clrelu.errors import ClreluError, ConfigError
-from clrelu.files import write_atomically
+from clrelu.report.compare import group_runs, load_runs
+from clrelu.rundir import csvfiles as results
+from clrelu.rundir.files import write_atomically
 
 MANY_TASKS = 20  # beyond this many tasks a figure shows no per-cell numbers, per-task curves, markers or task ticks
 POINTS = 100  # a sweep's curve over more tasks than this is drawn as the means of POINTS equal bins of tasks

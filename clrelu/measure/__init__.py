@@ -1,0 +1,1 @@
+"""Pure measurements: metrics on the accuracy matrix, activation diagnostics, plasticity."""

@@ -1,0 +1,1 @@
+"""What reads many runs: loading them into pandas, comparing, plotting."""

@@ -1,0 +1,1 @@
+"""Building a run from its config and the loop over tasks: experiment, trainer, evaluation schedule."""
