@@ -263,6 +263,7 @@ class Trainer:
                                        f"tasks are in {self.record.folder}")
                     optimizer.zero_grad()
                     loss.backward()
+                    self.strategy.after_backward(self.model)
                     optimizer.step()
                     self.model.after_step()
                     self.strategy.after_step(self.model)

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 class Strategy:
     """A way of training a model on task after task. The trainer does not know strategy names: it calls
 
-    before_task (after model.begin_task) -> use_optimizer -> per step: batch, penalty, after_step -> after_task,
+    before_task (after model.begin_task) -> use_optimizer -> per step: batch, penalty, after_backward, after_step
+    -> after_task,
 
     (use_optimizer only when the trainer builds an optimizer: every task, or once with
     `trainer.reset_optimizer=false`), and saves `state_dict()` in every checkpoint so that a resumed run
@@ -43,6 +44,10 @@ class Strategy:
     def penalty(self, model: ContinualModel, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor | None:
         """A term added to the model's loss on this batch, or None."""
         return None
+
+    def after_backward(self, model: ContinualModel) -> None:
+        """Called between the backward pass and the optimizer step: the gradients are in `p.grad`, to project or
+        mask (gradient episodic memories, masks of parameters that belong to earlier tasks)."""
 
     def after_step(self, model: ContinualModel) -> None:
         """Called after every optimizer step (and after the model's own after_step)."""
