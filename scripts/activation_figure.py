@@ -1,7 +1,7 @@
-"""The README's "Does ReLU help against forgetting?" table and figure, from the activation sweep.
+"""The table and figure of docs/results/relu-forgetting.md ("Does ReLU help against forgetting?"), from the activation sweep.
 
     clrelu run -m experiment=activation_sweep hydra.sweep.dir=outputs/sweeps/activation_sweep
-    python scripts/activation_figure.py outputs/sweeps/activation_sweep docs/activation_sweep.png
+    python scripts/activation_figure.py outputs/sweeps/activation_sweep docs/results/activation_sweep.png
 
 Per group (stream, scenario, model, activation), mean ± std over seeds of: average forgetting, mean sparsity
 (share of exactly-zero hidden outputs after the last task), the dead fraction after the last task (units zero on

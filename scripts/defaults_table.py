@@ -1,4 +1,4 @@
-"""Print the README's table of every strategy's defaults at full length: the final average accuracy of each run
+"""Print a table of every strategy's defaults at full length: the final average accuracy of each run
 (strategy x stream x scenario), or how it failed.
 
     clrelu run -m strategy=naive,ewc,... stream=split_mnist,permuted_mnist,split_fmnist,permuted_fmnist \\

@@ -1,5 +1,6 @@
-"""Print the README's split MNIST tables: final average accuracy (%) per strategy and scenario, mean ± std over
-seeds, beside the published numbers of the preset's paper.
+"""Print the split MNIST tables of docs/results/hsu.md and docs/results/vandeven.md: final average accuracy (%) per
+strategy and scenario, mean ± std over seeds, beside the published numbers of the preset's paper (a cell with no
+finished run says "not run").
 
     python scripts/strategy_table.py hsu outputs/sweeps/hsu_strategies outputs/sweeps/hsu_joint
     python scripts/strategy_table.py vandeven outputs/sweeps/vandeven_strategies outputs/sweeps/vandeven_joint
@@ -54,9 +55,10 @@ def main(paper: str, paths: list[str]) -> None:
     print("| method | " + " | ".join(SCENARIOS) + f" | seeds | {title}: task / domain / class |")
     print("| --- | " + " | ".join("---" for _ in SCENARIOS) + " | --- | --- |")
     for method, (name, numbers) in published.items():
-        cells = [cell(stats.loc[(method, s)]) for s in SCENARIOS]
-        counts = stats.loc[method, "count"]
-        seeds = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
+        cells = [cell(stats.loc[(method, s)]) if (method, s) in stats.index else "not run" for s in SCENARIOS]
+        counts = stats.loc[method, "count"] if method in stats.index else stats["count"].iloc[:0]
+        seeds = ("0" if counts.empty else f"{counts.min()}" if counts.min() == counts.max()
+                 else f"{counts.min()}-{counts.max()}")
         shown = "`trainer.regime=joint`" if method == "joint" else f"`{method}`"
         print(f"| {shown} | " + " | ".join(cells) + f" | {seeds} | {name}: {' / '.join(numbers)} |")
 
