@@ -292,11 +292,11 @@ def test_replay_memory_is_bounded_and_class_balanced():
     replay = Replay(CLASS3, memory_size=10, policy="class_balanced")
     feed(replay, [30])
     assert len(replay) == 10
-    counts = pd.Series(list(zip(replay.task.tolist(), replay.y.tolist()))).value_counts()
+    counts = pd.Series(list(zip(replay.memory["task"].tolist(), replay.memory["y"].tolist()))).value_counts()
     assert sorted(counts.tolist()) == [5, 5]
     feed(replay, [30, 30], offset=100)  # new samples of task 0 and of a task 1: four (task, label) classes
     assert len(replay) == 10
-    counts = pd.Series(list(zip(replay.task.tolist(), replay.y.tolist()))).value_counts()
+    counts = pd.Series(list(zip(replay.memory["task"].tolist(), replay.memory["y"].tolist()))).value_counts()
     assert counts.max() - counts.min() <= 1 and len(counts) == 4
 
 
@@ -305,7 +305,7 @@ def test_replay_class_budget_caps_each_class_share():
     feed(replay, [30])  # one task of two classes: 10 of each, not 50
     assert len(replay) == 20
     feed(replay, [30, 30, 30], offset=100)  # six (task, label) classes: 10 each, within memory_size
-    counts = pd.Series(list(zip(replay.task.tolist(), replay.y.tolist()))).value_counts()
+    counts = pd.Series(list(zip(replay.memory["task"].tolist(), replay.memory["y"].tolist()))).value_counts()
     assert len(counts) == 6 and set(counts) == {10}
 
 
@@ -327,7 +327,7 @@ def test_reservoir_gives_every_seen_sample_the_same_chance():
         replay = Replay(TASK2, memory_size=memory, policy="reservoir")
         feed(replay, sizes)
         assert len(replay) == memory
-        counts[replay.x.view(-1).long()] += 1
+        counts[replay.memory["x"].view(-1).long()] += 1
     expected = trials * memory / sum(sizes)  # 600 for every sample, whichever task it came from
     chi_square = ((counts - expected) ** 2 / expected).sum().item()
     # 49 degrees of freedom: the 99.9% quantile of chi-square is 85.4

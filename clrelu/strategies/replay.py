@@ -8,6 +8,7 @@ from clrelu import checks
 from clrelu.errors import ConfigError
 from clrelu.models.base import ContinualModel
 from clrelu.strategies.base import Strategy
+from clrelu.strategies.buffer import Buffer, class_balanced_picks, task_rows
 from clrelu.streams.base import HeadLayout, Split
 
 POLICIES = ("class_balanced", "reservoir")
@@ -35,74 +36,34 @@ class Replay(Strategy):
         if self.class_budget is not None and self.policy != "class_balanced":
             raise ConfigError(f"strategy.class_budget={class_budget}: only policy=class_balanced keeps a share per "
                               "class; set it to null with policy=reservoir")
-        self.x: torch.Tensor | None = None
-        self.y: torch.Tensor | None = None
-        self.task: torch.Tensor | None = None
-        self.seen = 0  # training samples offered to the reservoir so far
+        self.memory = Buffer()
 
     def __len__(self) -> int:
-        return 0 if self.x is None else len(self.x)
+        return len(self.memory)
 
     def batch(self, x: torch.Tensor, y: torch.Tensor, task):
-        if not len(self):
+        if not len(self.memory):
             return x, y, task
-        pick = torch.randint(len(self), (self.replay_batch_size,)).to(self.x.device)
+        mx, my, mt = self.memory.gather(self.memory.draw(self.replay_batch_size))
         ids = task if torch.is_tensor(task) else torch.full((len(x),), task, dtype=torch.long, device=x.device)
-        return torch.cat([x, self.x[pick]]), torch.cat([y, self.y[pick]]), torch.cat([ids, self.task[pick]])
+        return torch.cat([x, mx.to(x.device)]), torch.cat([y, my.to(y.device)]), torch.cat([ids, mt.to(x.device)])
 
     def after_task(self, model: ContinualModel, task_id: int, train: Split) -> None:
-        picks = self._reservoir(len(train)) if self.policy == "reservoir" else self._class_balanced(train, task_id)
-        self._keep(picks, train, task_id)
+        def read(idx: torch.Tensor):
+            return task_rows(train, task_id, idx)
 
-    def _reservoir(self, n: int) -> torch.Tensor:
-        """Algorithm R over the task's `n` samples in a random order: the new memory, as positions in the old
-        memory followed by the task's samples."""
-        old = len(self)
-        slots = list(range(old))
-        for i in torch.randperm(n).tolist():
-            self.seen += 1
-            if len(slots) < self.memory_size:
-                slots.append(old + i)
-            else:
-                slot = int(torch.randint(self.seen, ()))
-                if slot < self.memory_size:
-                    slots[slot] = old + i
-        return torch.tensor(slots, dtype=torch.long)
-
-    def _class_balanced(self, train: Split, task_id: int) -> torch.Tensor:
-        """Pool the memory and the task's samples, then keep an equal share of each class, drawn at random: the
-        new memory, as positions in that pool (the old memory, then the task's samples)."""
+        if self.policy == "reservoir":  # the task's samples offered in a random order
+            self.memory.reservoir(len(train), read, self.memory_size, order=torch.randperm(len(train)))
+            return
         y = train.targets()
         ids = torch.full((len(y),), task_id, dtype=torch.long, device=y.device)
-        pool_y = y if self.y is None else torch.cat([self.y, y])
-        pool_t = ids if self.task is None else torch.cat([self.task, ids])
-        classes = torch.unique(torch.stack([pool_t, pool_y], 1), dim=0)
-        share, extra = divmod(self.memory_size, len(classes))
-        if self.class_budget is not None and share >= self.class_budget:
-            share, extra = self.class_budget, 0
-        keep = []
-        for k, (t, label) in enumerate(classes.tolist()):
-            members = ((pool_t == t) & (pool_y == label)).nonzero().squeeze(1)
-            members = members[torch.randperm(len(members)).to(members.device)]
-            keep.append(members[:share + (1 if k < extra else 0)])
-        return torch.cat(keep).cpu()
-
-    def _keep(self, picks: torch.Tensor, train: Split, task_id: int) -> None:
-        """Make the memory the samples at `picks` of the old memory followed by the task's samples, reading from
-        the task only the samples kept."""
-        old = len(self)
-        new = picks >= old
-        x, y = train.gather(picks[new] - old)
-        task = torch.full((len(y),), task_id, dtype=torch.long, device=y.device)
-        if old:
-            x, y, task = torch.cat([self.x, x]), torch.cat([self.y, y]), torch.cat([self.task, task])
-        at = picks.clone()
-        at[new] = old + torch.arange(int(new.sum()))  # where each kept task sample now sits in x
-        at = at.to(x.device)
-        self.x, self.y, self.task = x[at], y[at], task[at]
+        old_y, old_t = (self.memory["y"], self.memory["task"]) if len(self.memory) else (y[:0], ids[:0])
+        picks = class_balanced_picks(torch.cat([old_y.to(y.device), y]), torch.cat([old_t.to(y.device), ids]),
+                                     self.memory_size, self.class_budget)
+        self.memory.keep(picks, read)
 
     def state_dict(self) -> dict:
-        return {"x": self.x, "y": self.y, "task": self.task, "seen": self.seen}
+        return self.memory.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.x, self.y, self.task, self.seen = state["x"], state["y"], state["task"], state["seen"]
+        self.memory.load_state_dict(state)

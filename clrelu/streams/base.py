@@ -85,14 +85,18 @@ class Split:
     def __len__(self) -> int:
         return len(self.pool.x) if self.rows is None else len(self.rows)
 
-    def _read(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+    def _read_stored(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(rows, slice):
             x, y = self.pool.x[rows], self.pool.y[rows]
         else:
             x, y = self.pool.x.index_select(0, rows), self.pool.y.index_select(0, rows)
         if self.transform is not None:
             x = self.transform(x)
-        return as_float(x), self.labels.index_select(0, y)
+        return x, self.labels.index_select(0, y)
+
+    def _read(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self._read_stored(rows)
+        return as_float(x), y
 
     def _rows(self, idx: torch.Tensor) -> torch.Tensor:
         """The pool rows of positions `idx` of the split."""
@@ -102,6 +106,11 @@ class Split:
     def gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The samples at positions `idx` of the split (a 1-d integer tensor), in that order."""
         return self._read(self._rows(idx))
+
+    def gather_stored(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The samples at positions `idx` as the pool keeps them, after the task's transform (uint8 pixels or float
+        rows): `gather` is `as_float` of these inputs. A memory of samples keeps them so, a quarter of float32's size."""
+        return self._read_stored(self._rows(idx))
 
     def chunks(self, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every sample of the split, in order, `size` at a time."""
