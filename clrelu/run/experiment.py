@@ -126,6 +126,21 @@ def check_model_fits(names: Mapping[str, str], model_class, scenario: str, regim
                           "learns every task at once; use strategy=naive")
 
 
+def check_strategy_fits(names: Mapping[str, str], strategy_class, scenario: str, regime: str) -> None:
+    """Refuse, before anything is built, a scenario, regime or model the strategy does not serve (its class
+    attributes `scenarios`, `regimes`, `models`)."""
+    strategy = names["strategy"]
+    if scenario not in strategy_class.scenarios:
+        raise ConfigError(f"strategy={strategy} cannot serve stream.scenario={scenario}; "
+                          f"it supports {', '.join(strategy_class.scenarios)}")
+    if regime not in strategy_class.regimes:
+        raise ConfigError(f"strategy={strategy} cannot train with trainer.regime={regime}; "
+                          f"it supports {', '.join(strategy_class.regimes)}")
+    if strategy_class.models is not None and names["model"] not in strategy_class.models:
+        raise ConfigError(f"strategy={strategy} cannot train model={names['model']}; "
+                          f"it supports model={', '.join(strategy_class.models)}")
+
+
 def diagnostics_monitor(node: DictConfig, model) -> ActivationMonitor | None:
     """The activation monitor the `diagnostics` config asks for, or None when it is off."""
     if not checks.boolean("diagnostics.enabled", node.enabled):
@@ -187,6 +202,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     make_stream, make_model = factory("stream", cfg.stream), factory("model", cfg.model)
     make_strategy = factory("strategy", cfg.strategy)
     check_model_fits(names, make_model.func, scenario, train_settings.regime)
+    check_strategy_fits(names, make_strategy.func, scenario, train_settings.regime)
     if threads:
         torch.set_num_threads(threads)
 

@@ -91,7 +91,7 @@ class OnlineTally:
     """
 
     def __init__(self, phase: Phase, steps: int):
-        self.new = torch.tensor(phase.new_tasks) if set(phase.train_tasks) != set(phase.new_tasks) else None
+        self.new = torch.tensor(phase.new_tasks)
         self.first_final = steps - max(1, steps // 10)  # the first step of the last tenth
         self.correct, self.predicted, self.loss_sum, self.loss_steps = 0, 0, 0.0, 0  # correct: a tensor once counted
 
@@ -99,7 +99,7 @@ class OnlineTally:
     def count(self, step: int, logits: torch.Tensor, loss: torch.Tensor, y: torch.Tensor, task) -> None:
         """One step: `logits` of the batch as trained, whose first len(y) rows are the samples drawn (`y`, `task`)."""
         hits = logits[:len(y)].argmax(1) == y
-        if self.new is not None:
+        if torch.is_tensor(task):  # samples of several tasks (cumulative regime, a strategy's memory)
             hits = hits[torch.isin(task, self.new.to(task.device))]
         self.correct = self.correct + hits.sum()
         self.predicted += len(hits)
@@ -108,8 +108,10 @@ class OnlineTally:
             self.loss_steps += 1
 
     def result(self) -> tuple[float, float]:
-        """(online accuracy, final loss)."""
-        return float(self.correct) / max(self.predicted, 1), self.loss_sum / max(self.loss_steps, 1)
+        """(online accuracy, final loss); NaN for a phase without steps."""
+        if not self.loss_steps:
+            return math.nan, math.nan
+        return float(self.correct) / max(self.predicted, 1), self.loss_sum / self.loss_steps
 
 
 @dataclass(frozen=True)
@@ -233,9 +235,9 @@ class Trainer:
 
     def _train(self, phase: Phase) -> tuple[float, float]:
         """Train on the phase's data; return its online accuracy and final training loss (see OnlineTally)."""
-        data = PhaseData([self.stream.tasks[t] for t in phase.train_tasks])
-        n, size = len(data), self.settings.batch_size
-        steps = self.settings.iters or self.settings.epochs * math.ceil(n / size)
+        data = self.strategy.phase_data(PhaseData([self.stream.tasks[t] for t in phase.train_tasks]))
+        n, size = (0, 1) if data is None else (len(data), self.settings.batch_size)
+        steps = 0 if data is None else self.settings.iters or self.settings.epochs * math.ceil(n / size)
         tally = OnlineTally(phase, steps)
         optimizer = self._optimizer()
         self.model.train()
@@ -251,7 +253,7 @@ class Trainer:
                     xb, yb, tb = self.strategy.batch(x, y, task)
                     if self.stream.augment is not None:  # after replay mixed in its samples: they are augmented too
                         xb = self.stream.augment(xb, self.generator)
-                    loss, logits = self.model.loss_and_logits(xb, yb, tb)
+                    loss, logits = self.strategy.loss_and_logits(self.model, xb, yb, tb)
                     tally.count(step, logits, loss, y, task)
                     penalty = self.strategy.penalty(self.model, xb, tb)
                     if penalty is not None:
@@ -297,7 +299,9 @@ class Trainer:
             correct = torch.zeros((), dtype=torch.long)
             loss = torch.zeros(())
             for x, target in task.test.chunks(size):
-                logits = self.model(x, task.id)
+                logits = self.strategy.eval_logits(self.model, x, task.id)
+                if logits is None:
+                    logits = self.model(x, task.id)
                 loss += F.cross_entropy(logits, target, reduction="sum").cpu()
                 correct += (logits.argmax(1) == target).sum().cpu()
             results.append(Evaluation(task.id, correct.item() / n, loss.item() / n, n))

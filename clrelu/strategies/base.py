@@ -8,7 +8,7 @@ import torch
 
 from clrelu import checks
 from clrelu.models.base import ContinualModel
-from clrelu.streams.base import HeadLayout, Split
+from clrelu.streams.base import SCENARIOS, HeadLayout, Split
 
 log = logging.getLogger(__name__)
 
@@ -16,16 +16,28 @@ log = logging.getLogger(__name__)
 class Strategy:
     """A way of training a model on task after task. The trainer does not know strategy names: it calls
 
-    before_task (after model.begin_task) -> use_optimizer -> per step: batch, penalty, after_backward, after_step
-    -> after_task,
+    before_task (after model.begin_task) -> phase_data -> use_optimizer -> per step: batch, loss_and_logits,
+    penalty, after_backward, after_step -> after_task, and eval_logits for every evaluated batch,
 
     (use_optimizer only when the trainer builds an optimizer: every task, or once with
     `trainer.reset_optimizer=false`), and saves `state_dict()` in every checkpoint so that a resumed run
     continues exactly.
+
+    `scenarios`, `regimes` and `models` (model config names; None: any) are what the strategy serves; a run asking
+    for anything else is refused before anything is built.
     """
+
+    scenarios: tuple[str, ...] = SCENARIOS
+    regimes: tuple[str, ...] = ("sequential", "cumulative", "joint")
+    models: tuple[str, ...] | None = None
 
     def __init__(self, layout: HeadLayout):
         self.layout = layout
+
+    def phase_data(self, data):
+        """The samples a phase trains on, given its own (anything with `len` and `gather(idx) -> (x, y, task)`): the
+        same by default; None: the trainer takes no step on the stream (the strategy learns in after_task)."""
+        return data
 
     def before_task(self, model: ContinualModel, task_id: int) -> None:
         """Called before the first step on task `task_id`."""
@@ -40,6 +52,17 @@ class Strategy:
         The drawn samples must come first, in their order: the trainer's online accuracy reads them there.
         """
         return x, y, task
+
+    def loss_and_logits(self, model: ContinualModel, x: torch.Tensor, y: torch.Tensor,
+                        task: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of a batch as `batch` returned it, and the logits whose first rows answer the samples
+        drawn from the stream (the trainer's online accuracy reads them): the model's own by default."""
+        return model.loss_and_logits(x, y, task)
+
+    def eval_logits(self, model: ContinualModel, x: torch.Tensor, task_id: int) -> torch.Tensor | None:
+        """Scores whose argmax is the prediction on an evaluation batch of task `task_id` (iCaRL's nearest mean of
+        exemplars), or None: the model's own outputs. Called under inference mode, after the model's `eval()`."""
+        return None
 
     def penalty(self, model: ContinualModel, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor | None:
         """A term added to the model's loss on this batch, or None."""
