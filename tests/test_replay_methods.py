@@ -53,7 +53,7 @@ BEFORE = {
 def test_replay_gives_the_same_results_as_before_the_shared_memory(tmp_path, stream):
     common = ["stream.scenario=class", "stream.n_tasks=3", "model.hidden=[16]", "trainer.batch_size=16",
               "strategy=replay", "strategy.replay_batch_size=8", "diagnostics.enabled=false",
-              "plasticity.enabled=false"]
+              "plasticity.enabled=false", "threads=1"]
     if stream == "synthetic":
         args = ["stream=synthetic", "stream.noise=3.0", "stream.train_per_class=60", "stream.test_per_class=30",
                 "strategy.memory_size=30"]

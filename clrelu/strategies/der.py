@@ -42,6 +42,7 @@ class DER(Strategy):
         self.memory = Buffer()
         self.draws: list[torch.Tensor] = []  # the memory positions of the samples added to this batch, per draw
         self.pending: dict[str, torch.Tensor] = {}  # the batch to offer to the memory after the step
+        self.own_task: int | torch.Tensor = 0  # the task of the samples drawn from the stream, as the trainer gave it
 
     def n_draws(self) -> int:
         return 1
@@ -49,6 +50,7 @@ class DER(Strategy):
     def batch(self, x: torch.Tensor, y: torch.Tensor, task):
         ids = task_ids(task, len(x), x.device)
         self.pending = {"x": x, "y": y, "task": ids}
+        self.own_task = task
         self.draws = []
         if not len(self.memory):
             return x, y, task
@@ -65,8 +67,7 @@ class DER(Strategy):
 
     def loss_and_logits(self, model: ContinualModel, x: torch.Tensor, y: torch.Tensor, task):
         n = len(self.pending["y"])
-        own_task = task if not torch.is_tensor(task) else task[:n]
-        loss, logits = model.loss_and_logits(x[:n], y[:n], own_task)
+        loss, logits = model.loss_and_logits(x[:n], y[:n], self.own_task)
         self.pending["logits"] = logits.detach()
         start = n
         for k, idx in enumerate(self.draws):

@@ -47,7 +47,8 @@ class ERACE(Strategy):
         self.memory = Buffer()
         self.seen = torch.zeros(layout.head_width, dtype=torch.bool)  # the classes seen in any batch so far
         self.task_id = 0
-        self.pending: dict[str, torch.Tensor] = {}
+        self.pending: dict[str, torch.Tensor] = {}  # the batch to offer to the memory after the step
+        self.own_task: int | torch.Tensor = 0  # the task of the samples drawn from the stream, as the trainer gave it
         self.n_replayed = 0
 
     def before_task(self, model: ContinualModel, task_id: int) -> None:
@@ -59,6 +60,7 @@ class ERACE(Strategy):
     def batch(self, x: torch.Tensor, y: torch.Tensor, task):
         ids = task_ids(task, len(x), x.device)
         self.pending = {"x": x, "y": y, "task": ids}
+        self.own_task = task
         self.n_replayed = 0
         if not len(self.memory) or not self.active():
             return x, y, task
@@ -68,8 +70,7 @@ class ERACE(Strategy):
 
     def loss_and_logits(self, model: ContinualModel, x: torch.Tensor, y: torch.Tensor, task):
         n = len(self.pending["y"])
-        own_task = task if not torch.is_tensor(task) else task[:n]
-        logits = model(x[:n], own_task)
+        logits = model(x[:n], self.own_task)
         present = y[:n].unique()
         self.seen[present.cpu()] = True
         trained = ace_mask(logits, present, int(self.seen.nonzero().max())) if self.active() else logits
