@@ -86,8 +86,9 @@ class OnlineTally:
     Online accuracy (Dohare et al. 2024): the accuracy of the predictions the training forward pass
     makes on each batch before that batch's update, over the phase's own samples of its new tasks
     (not the ones a strategy adds after them, nor, in the cumulative regime, the earlier tasks'
-    samples): correct predictions / predictions over the phase. Final loss: the mean of the model's
-    loss (without any strategy penalty, on the batch as trained) over the last tenth of the steps.
+    samples): correct predictions / predictions over the phase. Final loss: the mean of the training
+    loss (the strategy's loss_and_logits, the model's own by default; without any strategy penalty, on the
+    batch as trained) over the last tenth of the steps.
     """
 
     def __init__(self, phase: Phase, steps: int):
