@@ -443,6 +443,18 @@ def test_gdumb_memory_is_class_balanced():
             assert n >= min(available[c], fair), counts
 
 
+def test_gdumb_domain_memory_balances_each_task_label():
+    torch.manual_seed(0)
+    layout = HeadLayout("domain", n_tasks=2, classes_per_task=2)
+    gdumb = GDumb(layout, memory_size=8, epochs=1)
+    model = MLP(3, layout, hidden=[4])
+    for t in range(2):
+        gdumb.after_task(model, t, Split.of(torch.randn(20, 3), torch.arange(20) % 2))
+    # the same two labels in both tasks are four classes: 8 / 4 = 2 samples of each (task, label)
+    counts = pd.Series(list(zip(gdumb.memory["task"].tolist(), gdumb.memory["y"].tolist()))).value_counts()
+    assert counts.to_dict() == {(0, 0): 2, (0, 1): 2, (1, 0): 2, (1, 1): 2}
+
+
 def test_gdumb_trains_from_scratch_whatever_the_weights_before():
     layout = HeadLayout("domain", n_tasks=2, classes_per_task=2)
     data = Split.of(torch.randn(30, 3), torch.arange(30) % 2)

@@ -34,7 +34,7 @@ class GDumb(Strategy):
     (cosine annealing from `max_lr` to `min_lr` with warm restarts after 1, 2, 4, ... passes) and the gradient's
     norm clipped at `clip`, as their main.py. trainer.epochs, trainer.batch_size and the optimizer config are not used.
 
-    A class is a label (class and domain scenarios) or a task's label (task scenario).
+    A class is a task's label (in the class scenario, a label).
     """
 
     regimes = ("sequential",)
@@ -62,7 +62,9 @@ class GDumb(Strategy):
         return None  # the learner never sees the stream's batches
 
     def classes(self, y: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-        return task * self.layout.head_width + y if self.layout.scenario == "task" else y
+        """A class is a task's label: in the domain scenario the same label in two tasks is two classes (balancing
+        the labels alone would keep the first task's samples forever, every label being full)."""
+        return task * self.layout.head_width + y
 
     def after_task(self, model: ContinualModel, task_id: int, train: Split) -> None:
         order = torch.randperm(len(train))  # the order in which the sampler sees the task's samples
