@@ -44,11 +44,13 @@ def option_files() -> list[tuple[str, str, Path]]:
     return found
 
 
-def read_comments(text: str) -> tuple[list[str], dict[str, str]]:
-    """The comment lines above the first key (the file's description), and each key's comment by dotted key:
-    the comment on its line and the comment lines indented further below it."""
+def read_comments(text: str) -> tuple[list[str], dict[str, str], set[str]]:
+    """The comment lines above the first key (the file's description); each key's comment by dotted key (the
+    comment on its line and the comment lines indented further below it); and the keys whose value is a flow
+    mapping written on their line (`{task: 1, class: 2}`), one value in the reference."""
     header: list[str] = []
     comments: dict[str, str] = {}
+    flow: set[str] = set()
     parents: list[tuple[int, str]] = []  # (indent, key) of the mappings that enclose the current line
     last: tuple[int, str] | None = None  # the latest key: (indent, dotted key)
     block_indent = None  # inside a block scalar (| or >): its key's indent
@@ -80,17 +82,19 @@ def read_comments(text: str) -> tuple[list[str], dict[str, str]]:
         value = match["value"] or ""
         if value in ("|", ">", "|-", ">-"):
             block_indent = indent
+        elif value.startswith("{"):
+            flow.add(dotted)
         elif not value:
             parents.append((indent, match["key"]))
-    return header, comments
+    return header, comments, flow
 
 
-def flatten(node, prefix: str = "") -> dict[str, object]:
-    """A loaded YAML mapping as {"a.b": value}; lists and empty mappings are values."""
-    if isinstance(node, dict) and node:
+def flatten(node, prefix: str = "", leaves: set[str] = frozenset()) -> dict[str, object]:
+    """A loaded YAML mapping as {"a.b": value}; lists, empty mappings and the mappings at `leaves` are values."""
+    if isinstance(node, dict) and node and prefix[:-1] not in leaves:
         flat = {}
         for key, value in node.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}.", leaves))
         return flat
     return {prefix[:-1]: node}
 
@@ -126,7 +130,7 @@ def description(header: list[str]) -> list[str]:
 
 def option_section(group: str, option: str, path: Path, level: str) -> list[str]:
     text = path.read_text()
-    header, comments = read_comments(text)
+    header, comments, flow = read_comments(text)
     data = yaml.safe_load(text) or {}
     prefix = package(group, text)
     relative = path.relative_to(CONF.parent).as_posix()
@@ -135,8 +139,9 @@ def option_section(group: str, option: str, path: Path, level: str) -> list[str]
     defaults = data.pop("defaults", None)
     if defaults is not None:
         items = ", ".join(shown(item) for item in defaults)
-        lines += [f"Defaults list: {items}.", ""]
-    flat = flatten(data)
+        note = f" ({cell(comments['defaults'])})" if comments.get("defaults") else ""
+        lines += [f"Defaults list: {items}{note}.", ""]
+    flat = flatten(data, leaves=flow)
     if flat:
         lines += ["| key | default | comment |", "| --- | --- | --- |"]
         for key, value in flat.items():
