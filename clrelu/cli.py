@@ -31,62 +31,6 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-_run_failures: list[Exception] = []  # the error that ended a single (non-sweep) run, reported by _run
-
-
-def job_threads(launcher) -> int:
-    """Torch threads for one job, so that the jobs a launcher runs side by side share the cores (0: torch's default).
-
-    joblib runs `n_jobs` jobs at once on this machine (-1 all cores, -2 all but one, ...); submitit gives
-    each job `cpus_per_task` cores (one when unset, as SLURM does).
-    """
-    target = str(launcher.get("_target_", ""))
-    cores = os.cpu_count() or 1
-    if "joblib" in target:
-        n_jobs = launcher.get("n_jobs") or -1
-        side_by_side = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
-        return max(1, cores // side_by_side)
-    if "submitit" in target:
-        return launcher.get("cpus_per_task") or 1
-    return 0
-
-
-def _run_task(cfg) -> None:
-    """Hydra's task function: one run in the folder Hydra made for it.
-
-    A single run hands its error to `_run` for a one-line report; in a sweep the error goes back to
-    Hydra, which runs the other jobs and then raises the first failure.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from clrelu.run.experiment import run_experiment  # imports torch: kept out of `clrelu run --help`
-    from clrelu.rundir.contents import remove_created
-    from clrelu.rundir.guard import claim_job_folder
-    from clrelu.rundir.lock import stop_with_sweep
-
-    hydra_cfg = HydraConfig.get()
-    folder = Path(hydra_cfg.runtime.output_dir)
-    if cfg.threads == 0:
-        cfg.threads = job_threads(hydra_cfg.launcher)
-    try:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            stop_with_sweep()
-        claim = claim_job_folder(folder, single_run=hydra_cfg.mode == RunMode.RUN)
-        try:
-            run_experiment(cfg, folder, dict(hydra_cfg.runtime.choices))
-        except Exception:
-            if claim.knows_before:  # a single run; a sweep cleans up after its jobs itself
-                remove_created(folder, claim.before)
-            raise
-        finally:
-            claim.release()
-    except Exception as exc:
-        if hydra_cfg.mode != RunMode.RUN:
-            raise
-        _run_failures.append(exc)
-
-
 def describe(exc: BaseException) -> tuple[str, int]:
     """One line for the user and the exit code of an exception that ended a command."""
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
@@ -96,6 +40,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return str(exc), exc.exit_code
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, value = exc.missing_cfg_file.rpartition("/")
+        if _missing_plugin(group, value):
+            return _missing_plugin(group, value), 2
         if exc.options:
             return f"{group}={value}: unknown choice; valid choices are {', '.join(exc.options)}", 2
         return f"{exc.missing_cfg_file}: no such config", 2
@@ -111,24 +57,82 @@ def describe(exc: BaseException) -> tuple[str, int]:
     return f"{type(exc).__name__}: {exc} (set HYDRA_FULL_ERROR=1 for the stack trace)", 1
 
 
-def _run(arguments: list[str]) -> int:
+EXTRAS = {"joblib": "joblib", "submitit_local": "submitit", "submitit_slurm": "submitit", "ray": "ray",
+          "ray_aws": "ray", "optuna": "optuna"}  # Hydra plugins by config option: the clrelu extra that installs them
+
+
+def _missing_plugin(group: str, value: str) -> str | None:
+    """The message for a launcher or sweeper whose Hydra plugin is not installed: the extra that installs it."""
+    if group in ("hydra/launcher", "hydra/sweeper") and value in EXTRAS:
+        extra = EXTRAS[value]
+        return f"{group}={value}: needs clrelu's '{extra}' extra; install it with pip install 'clrelu[{extra}]'"
+    return None
+
+
+def _hydra_main(words: list[str]) -> None:
+    """Hydra's own main over clrelu's config, with the command line `words` (already checked)."""
     import hydra
 
-    if any(a.split("=")[0] == "--experimental-rerun" for a in arguments):
-        report("--experimental-rerun: refused; it unpickles a file, which can run code (clrelu reads no such file)")
-        return 2
+    from clrelu.launch.job import run_job
+
+    saved_argv, saved_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    sys.argv = ["clrelu", *words]  # Hydra names the program after argv[0] (shell completion installs for it)
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach clrelu instead of Hydra's multi-line report
+    try:
+        hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(run_job)()
+    finally:
+        sys.argv = saved_argv
+        if saved_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_error
+
+
+def _run_hydra(command_line) -> None:
+    """Check every folder the command would write, lock them, then let Hydra run."""
+    from clrelu.launch import plan
+    from clrelu.launch.job import CLAIMS, FAILURES
+
+    if not command_line.runs:
+        plan.checked_option_names(command_line.overrides)
+        _hydra_main(command_line.for_hydra())
+        return
+    checked = plan.plan(command_line.overrides, command_line.multirun)
+    if checked.claim is not None:
+        CLAIMS[os.path.abspath(checked.claim.folder)] = checked.claim
+    try:
+        if checked.skipped:
+            print(f"skipping {checked.skipped} finished run(s) of {checked.jobs}")
+        FAILURES.clear()
+        _hydra_main(command_line.for_hydra(checked.pins))
+        if FAILURES:
+            raise FAILURES.pop()
+    finally:
+        if checked.claim is not None:
+            CLAIMS.pop(os.path.abspath(checked.claim.folder), None)
+        checked.release()
+
+
+def run_command(arguments: list[str]) -> int:
+    """`clrelu run <arguments>` in this process: every check, the folder guard and lock, Hydra, and the run; any
+    error is reported as one line. Returns the exit code (0, 1 for a failed run, 2 for a usage or config error,
+    130 after Ctrl-C)."""
+    from clrelu.launch import arguments as command_line_of
+    from clrelu.launch.help import show_help
+
     logging.raiseExceptions = False  # a log line that cannot be written (a full disk) is no stack trace
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
-    sys.argv = ["clrelu run", *arguments]
-    app = hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_run_task)
     try:
-        app()
-        if _run_failures:
-            raise _run_failures.pop()
+        command_line = command_line_of.parse(arguments)
+        if command_line.options.get("--help"):
+            show_help(command_line.overrides)
+        else:
+            _run_hydra(command_line)
     except KeyboardInterrupt:
         print("clrelu: interrupted; the CSVs of the finished tasks are in the run folder", file=sys.stderr)
         return 130
+    except SystemExit as stop:  # Hydra's --version, --hydra-help, --info end with SystemExit
+        return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
     except Exception as exc:
         if show_traceback:
             raise
@@ -205,7 +209,26 @@ def _plot(arguments: list[str]) -> int:
     return _guarded(command)
 
 
-COMMANDS = {"run": _run, "compare": _compare, "plot": _plot}
+COMMANDS = {"run": run_command, "compare": _compare, "plot": _plot}
+
+
+def _complete(arguments: list[str]) -> int:
+    """`clrelu -sc ...`: what the bash completion script Hydra installs calls (`clrelu -sc query=bash`, with the
+    line being typed in COMP_LINE): the command names, or, after `clrelu run`, Hydra's completion of the config.
+    Anything else (install=bash, uninstall=bash) is `clrelu run -sc ...`."""
+    line = os.environ.get("COMP_LINE")
+    if line is None or not any(a.startswith("query=") for a in arguments):
+        return run_command(["--shell-completion", *arguments])
+    words = line.split()
+    if len(words) > 2 or (len(words) == 2 and line.endswith(" ")):
+        if words[1] != "run":
+            return 0  # compare and plot take folders: the shell completes those
+        os.environ["COMP_LINE"] = "clrelu " + (line.split(None, 2)[2] if len(words) > 2 else "")
+        return run_command(["--shell-completion", *arguments])
+    typed = words[1] if len(words) == 2 else ""
+    print(" ".join(name for name in COMMANDS if name.startswith(typed)))
+    return 0
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, end="")
         return 0
     command, arguments = argv[0], argv[1:]
+    if command in ("-sc", "--shell-completion"):
+        return _complete(arguments)
     if command not in COMMANDS:
         report(f"unknown command '{command}'; valid commands are {', '.join(COMMANDS)}")
         return 2

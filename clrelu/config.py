@@ -3,9 +3,10 @@ refusing keys the configs do not define; and comparing the config of a run with 
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from clrelu import checks
 from clrelu.errors import ConfigError
@@ -15,20 +16,28 @@ RUN_CONTROL_KEYS = ("resume", "skip_finished")  # how a run was launched, not wh
 NOT_COMPARED_ON_RESUME = (*RUN_CONTROL_KEYS, "threads")
 
 
-def vandeven_class_order(seed: int) -> list[int]:
+def vandeven_class_order(seed: int) -> ListConfig:
     """The digits of the split MNIST tasks, in order, that van de Ven et al.'s code (data/load.py) uses for a seed:
     0-9 for seed 0, else the labels relabelled by np.random.permutation(10) right after np.random.seed(seed), so
     that task t holds the digits whose new labels are 2t and 2t+1. Used by experiment=vandeven_split_mnist as
     ${vandeven_class_order:${seed}}."""
     if seed == 0:
-        return list(range(10))
+        return OmegaConf.create(list(range(10)))  # a ListConfig, not a list: `--cfg job --resolve` can print it
     import numpy as np
 
-    return np.argsort(np.random.RandomState(seed).permutation(10)).tolist()
+    return OmegaConf.create(np.argsort(np.random.RandomState(seed).permutation(10)).tolist())
+
+
+def unique_suffix() -> str:
+    """Six random hex digits, so that runs launched at the same second get folders of their own (used by the
+    default run and sweep folders as ${unique_suffix:}; one value per composed config)."""
+    return secrets.token_hex(3)
 
 
 if not OmegaConf.has_resolver("vandeven_class_order"):
     OmegaConf.register_new_resolver("vandeven_class_order", vandeven_class_order)
+if not OmegaConf.has_resolver("unique_suffix"):
+    OmegaConf.register_new_resolver("unique_suffix", unique_suffix, use_cache=True)
 
 
 def config_dir() -> Path:

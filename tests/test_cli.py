@@ -1,5 +1,7 @@
 """`clrelu run` end to end in a fresh process: the files a run writes, repeatability, and one-line errors."""
 
+import re
+
 import pandas as pd
 import pytest
 from conftest import fake_dataset, read_accuracy, run_cli
@@ -17,7 +19,7 @@ def test_run_writes_the_four_csvs(tmp_path):
     done = run_cli("run", *FAST, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     run = only_run(tmp_path)
-    assert run.name.endswith("_mlp_synthetic")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_mlp_synthetic_naive_seed0_[0-9a-f]{6}", run.name), run.name
     accuracy = read_accuracy(run)
     forgetting = pd.read_csv(run / "forgetting.csv", index_col="after_task")
     evals = pd.read_csv(run / "evals.csv")

@@ -13,33 +13,26 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import run_cli, run_in_process
-from hydra import compose, initialize_config_dir
 
 import clrelu.rundir.checkpoint
-from clrelu.config import config_dir
-from clrelu.errors import RunError
+from clrelu.cli import run_command
+from clrelu.errors import ClreluError, RunError, report
+from clrelu.launch.plan import plan
 from clrelu.rundir import contents as runfolder
-from clrelu.rundir.guard import CLAIMS, RunFolderGuard
 from clrelu.rundir.lock import LOCK_FILE, FolderLock
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
 
 def guard(folder: Path, *overrides: str, capsys) -> tuple[int, str]:
-    """What the run-folder guard of `clrelu run <overrides> hydra.run.dir=<folder>` does: (exit code or 0, stderr).
-
-    A run it lets through is released at once (its claim would otherwise stay with this test process)."""
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        config = compose("config", overrides=[*FAST, *overrides, f"hydra.run.dir={folder}"], return_hydra_config=True)
-        try:
-            RunFolderGuard().on_run_start(config)
-            code = 0
-        except SystemExit as stop:
-            code = stop.code
-    claim = CLAIMS.pop(folder.resolve(), None)
-    if claim:
-        claim.release()
-    return code, capsys.readouterr().err
+    """What the entry point's checks of `clrelu run <overrides> hydra.run.dir=<folder>` do, before Hydra starts:
+    (exit code or 0, stderr). A run they let through is released at once."""
+    try:
+        plan([*FAST, *overrides, f"hydra.run.dir={folder}"], multirun=False).release()
+    except ClreluError as exc:
+        report(str(exc))
+        return exc.exit_code, capsys.readouterr().err
+    return 0, capsys.readouterr().err
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -78,7 +71,8 @@ def test_a_damaged_summary_refuses_the_run_and_leaves_every_file_byte_identical(
     {"accuracy.csv": b"after_task,0\n0,0.5\n", "notes.txt": b"my own"},  # a user's own results
     {"run.log": b"mine", ".hydra/notes.txt": b"mine"},  # looks like a run's start, is not
     {"multirun.yaml": b"hydra:\n  sweeper:\n    _target_: hydra_plugins.clrelu_sweeper.clrelu_sweeper.ClreluSweeper\n",
-     "0/summary.csv": b"..."},  # a sweep folder given to a single run
+     "0/summary.csv": b"..."},  # a sweep folder (of clrelu 0.1) given to a single run
+    {"multirun.yaml": b"hydra: {}\n", LOCK_FILE: b"", "0/summary.csv": b"..."},  # a sweep folder given to a single run
 ])
 def test_foreign_folders_are_refused_before_anything_is_written(tmp_path, capsys, contents):
     for name, content in contents.items():
@@ -89,7 +83,7 @@ def test_foreign_folders_are_refused_before_anything_is_written(tmp_path, capsys
     message = one_line(err)
     assert code == 2 and message.startswith(f"hydra.run.dir={tmp_path}: holds "), message
     assert ("holds a sweep" if "multirun.yaml" in contents else "not a clrelu run's") in message
-    assert files_of(tmp_path) == before and not (tmp_path / LOCK_FILE).exists()
+    assert files_of(tmp_path) == before and (tmp_path / LOCK_FILE).exists() == (LOCK_FILE in contents)
 
 
 def test_the_guard_fails_closed(tmp_path, capsys, monkeypatch):
@@ -97,9 +91,8 @@ def test_the_guard_fails_closed(tmp_path, capsys, monkeypatch):
         raise RuntimeError("unexpected")
 
     monkeypatch.setattr(runfolder, "inspect", broken)
-    code, err = guard(tmp_path / "run", capsys=capsys)
-    assert code == 2 and one_line(err) == (f"hydra.run.dir={tmp_path / 'run'}: cannot check the run folder "
-                                           "(RuntimeError: unexpected)")
+    assert run_command([*FAST, f"hydra.run.dir={tmp_path / 'run'}"]) == 1
+    assert one_line(capsys.readouterr().err).startswith("RuntimeError: unexpected")
     assert not (tmp_path / "run").exists()
 
 

@@ -9,9 +9,11 @@ import pytest
 from conftest import read_accuracy, run_cli, run_in_process, start_and_kill_after
 from omegaconf import OmegaConf
 
-from clrelu.cli import job_threads, main
+from clrelu.cli import main
 from clrelu.errors import ConfigError
-from hydra_plugins.clrelu_sweeper.clrelu_sweeper import ClreluSweeper
+from clrelu.launch.job import job_threads
+from clrelu.launch.plan import check_launcher
+from clrelu.rundir.guard import check_sweep_folder
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -205,15 +207,15 @@ def test_plot_output_errors_are_one_line_and_the_path_printed_is_the_path_writte
 def test_the_sweeper_refuses_other_folders_and_a_launcher_without_jobs(tmp_path):
     run_in_process(tmp_path / "run", *FAST)
     with pytest.raises(ConfigError, match=f"^hydra.sweep.dir={tmp_path / 'run'}: holds a single run, not a sweep"):
-        ClreluSweeper._check_sweep_dir(tmp_path / "run")
+        check_sweep_folder(tmp_path / "run")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match=r"^hydra.sweep.dir=.*mine: holds files that are not a clrelu run's \(notes"):
-        ClreluSweeper._check_sweep_dir(tmp_path / "mine")
+        check_sweep_folder(tmp_path / "mine")
     launcher = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
                                  "n_jobs": 0})
     with pytest.raises(ConfigError, match=r"^hydra.launcher.n_jobs=0: must be the number of jobs to run at once"):
-        ClreluSweeper._check_launcher(launcher)
+        check_launcher(launcher)
 
 
 def test_job_numbers_as_folder_names_survive_skipping(tmp_path):

@@ -2,8 +2,11 @@
 files; and removing, after a refused config, exactly the files this process created there.
 
 A clrelu run is recognised by its summary.csv (clrelu's columns) or its checkpoint.pt, files `cp run/*`
-keeps; a run that was stopped before its first summary, by clrelu's lock file beside Hydra's start-up
-files. A clrelu sweep is recognised by a multirun.yaml naming clrelu's sweeper.
+keeps. A run stopped before its first checkpoint holds no result worth keeping: clrelu's lock file, the
+start-up files (Hydra's config files, run.log), the CSV files of its first evaluation and at most a
+summary.csv with no task done; such a folder counts as started, and a new run may use it. A clrelu sweep
+is recognised by its multirun.yaml beside clrelu's lock file. A folder that holds a symbolic link or a
+special file (a FIFO, a device) is never a run or a sweep: clrelu does not write there.
 """
 
 from __future__ import annotations
@@ -16,14 +19,27 @@ import yaml
 
 from clrelu.errors import ConfigError
 from clrelu.rundir.checkpoint import CHECKPOINT
-from clrelu.rundir.csvfiles import SUMMARY, read_summary
+from clrelu.rundir.csvfiles import (
+    ACCURACY,
+    ACTIVATIONS,
+    EVALS,
+    FORGETTING,
+    MODEL_STATS,
+    ONLINE,
+    OVERLAP,
+    PLASTICITY,
+    SUMMARY,
+    read_summary,
+)
 from clrelu.rundir.files import TEMPORARY
 from clrelu.rundir.lock import LOCK_FILE
 
 MULTIRUN = "multirun.yaml"
 SWEEPER = "ClreluSweeper"
 HYDRA_FILES = {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml"}
-STARTUP_FILES = {*HYDRA_FILES, "run.log", LOCK_FILE}  # what a run has written before its first task ends
+STARTUP_FILES = {*HYDRA_FILES, "run.log", LOCK_FILE}  # what a run writes before it measures anything
+RUN_CSV_FILES = {ACCURACY, FORGETTING, EVALS, MODEL_STATS, ACTIVATIONS, OVERLAP, ONLINE, PLASTICITY}
+FIRST_WRITES = {*STARTUP_FILES, *RUN_CSV_FILES, SUMMARY}  # what it can hold before its first checkpoint
 
 # kinds of folder
 NEW, EMPTY, STARTED, UNFINISHED, FINISHED, SWEEP, FOREIGN = (
@@ -34,21 +50,41 @@ NEW, EMPTY, STARTED, UNFINISHED, FINISHED, SWEEP, FOREIGN = (
 class Contents:
     kind: str
     examples: tuple[str, ...] = ()  # for a foreign folder: some of the names that are not a run's
+    unsafe: str = ""  # for a foreign folder: why clrelu will not write there at all (a link, a special file)
+
+
+def unsafe_entry(folder: Path, below: tuple[str, ...] = (".hydra",)) -> str | None:
+    """The first name in `folder` (or in its subfolders named in `below`) that is a symbolic link or a special
+    file, said with what it is; None when there is none. (Folders Hydra and clrelu write into hold regular files
+    and folders only.)"""
+    for inner in ("", *below):
+        where = folder / inner if inner else folder
+        if inner and not (where.is_dir() and not where.is_symlink()):
+            continue
+        with os.scandir(where) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                name = f"{inner}/{entry.name}" if inner else entry.name
+                if entry.is_symlink():
+                    return f"{name} (a symbolic link)"
+                if not (entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False)):
+                    return f"{name} (a special file)"
+    return None
 
 
 def _is_clrelu_sweep(path: Path) -> bool:
+    """A multirun.yaml beside clrelu's lock file, or one that names the sweeper clrelu used before 0.2."""
     try:
         saved = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot be read as YAML ({type(exc).__name__})") from None
     target = saved.get("hydra", {}).get("sweeper", {}).get("_target_", "") if isinstance(saved, dict) else ""
-    return isinstance(target, str) and target.endswith(SWEEPER)
+    return (path.parent / LOCK_FILE).is_file() or (isinstance(target, str) and target.endswith(SWEEPER))
 
 
-def _startup_leftovers(folder: Path, names: set[str]) -> set[str]:
-    """The names in `folder` that are not what a run writes when it starts (Hydra's files, run.log, the
-    lock, temporary files)."""
-    others = {n for n in names if n not in STARTUP_FILES and n != ".hydra" and not TEMPORARY.match(n)}
+def _first_writes_leftovers(folder: Path, names: set[str]) -> set[str]:
+    """The names in `folder` that are not what a run writes before its first checkpoint (Hydra's files, run.log,
+    the lock, the CSV files, temporary files)."""
+    others = {n for n in names if n not in FIRST_WRITES and n != ".hydra" and not TEMPORARY.match(n)}
     if ".hydra" in names:
         hydra = folder / ".hydra"
         inside = {f".hydra/{n}" for n in os.listdir(hydra)} if hydra.is_dir() else {".hydra/"}
@@ -58,10 +94,15 @@ def _startup_leftovers(folder: Path, names: set[str]) -> set[str]:
 
 def inspect(folder: Path) -> Contents:
     """What `folder` holds. Reading it only; a file that cannot be read is a ConfigError naming it."""
-    if not folder.exists():
+    if not folder.exists() and not folder.is_symlink():
         return Contents(NEW)
+    if folder.is_symlink():
+        return Contents(FOREIGN, unsafe="is a symbolic link; give clrelu the folder it points to")
     if not folder.is_dir():
         return Contents(FOREIGN, (folder.name,))
+    unsafe = unsafe_entry(folder)
+    if unsafe:
+        return Contents(FOREIGN, unsafe=f"holds {unsafe}, which clrelu never writes through")
     names = set(os.listdir(folder))
     if all(TEMPORARY.match(n) for n in names - {LOCK_FILE}):
         return Contents(EMPTY)
@@ -69,17 +110,20 @@ def inspect(folder: Path) -> Contents:
         if _is_clrelu_sweep(folder / MULTIRUN):
             return Contents(SWEEP)
         return Contents(FOREIGN, (MULTIRUN,))
-    if SUMMARY in names:
-        return Contents(FINISHED if read_summary(folder / SUMMARY)["status"] == "finished" else UNFINISHED)
-    if CHECKPOINT in names:
+    summary = read_summary(folder / SUMMARY) if SUMMARY in names else None
+    if summary is not None and summary["status"] == "finished":
+        return Contents(FINISHED)  # (a checkpoint.pt beside it is what a kill while finishing left: never resumed)
+    if CHECKPOINT in names or (summary is not None and summary["tasks_done"] != "0"):
         return Contents(UNFINISHED)
-    others = _startup_leftovers(folder, names)
+    others = _first_writes_leftovers(folder, names)
     if LOCK_FILE in names and not others:
         return Contents(STARTED)
     return Contents(FOREIGN, tuple(sorted(others or names))[:3])
 
 
 def describe_foreign(folder: Path, contents: Contents) -> str:
+    if contents.unsafe:
+        return contents.unsafe
     listed = ", ".join(contents.examples) + (", ..." if len(contents.examples) == 3 else "")
     return f"holds files that are not a clrelu run's ({listed}; a run has a {SUMMARY} or {CHECKPOINT})"
 

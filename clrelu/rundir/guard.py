@@ -1,9 +1,10 @@
-"""Whether a run may write into a folder, and the Hydra callback that checks it for a single run.
+"""Whether a run, a sweep or a sweep's job may write into a folder, and the claims that lock it for them.
 
-A run writes only into a folder that is new, empty, or holds a clrelu run of the same kind: a single run
-into a run folder it resumes (`resume=true`, with the config the run started with, kept in its
-checkpoint), a sweep into a sweep folder. The folder is locked for the whole run. A check that fails for
-any reason refuses the run with one line: the guard fails closed.
+A single run writes only into a folder that is new, empty, or holds an unfinished run it resumes
+(`resume=true`, with the config the run started with, kept in its checkpoint). A sweep writes only into
+a folder that is new, empty or a clrelu sweep; each of its jobs into a folder of its own, which holds
+nothing yet, or, with `skip_finished=true`, a finished run of the same job (skipped) or an unfinished one
+(resumed). A folder is locked for as long as its writer runs. Every refusal is a ConfigError of one line.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
+import yaml
 from omegaconf import DictConfig
 
 from clrelu import checks
-from clrelu.config import check_known_keys, check_seeds, job_config
-from clrelu.errors import ClreluError, ConfigError, report
+from clrelu.config import RUN_CONTROL_KEYS, job_config
+from clrelu.errors import ConfigError
 from clrelu.rundir import contents as runfolder
 from clrelu.rundir.checkpoint import CHECKPOINT, resumable_checkpoint
 from clrelu.rundir.lock import FolderLock, check_free
+
+RUN, RESUME, SKIP = "run", "resume", "skip"  # what a job does with its folder
 
 
 def check_single_run(folder: Path, contents: runfolder.Contents, config: DictConfig, resume: bool) -> None:
@@ -43,90 +45,114 @@ def check_single_run(folder: Path, contents: runfolder.Contents, config: DictCon
     resumable_checkpoint(folder, job_config(config), where="resume=true")
 
 
+def check_sweep_folder(folder: Path) -> None:
+    """Raise a ConfigError when a sweep may not write into `folder` (only a new or empty one, or a clrelu sweep)."""
+    contents = runfolder.inspect(folder)
+    if contents.kind == runfolder.FOREIGN:
+        raise ConfigError(f"hydra.sweep.dir={folder}: {runfolder.describe_foreign(folder, contents)}; choose a new "
+                          "or empty folder")
+    if contents.kind not in (runfolder.NEW, runfolder.EMPTY, runfolder.SWEEP):
+        raise ConfigError(f"hydra.sweep.dir={folder}: holds a single run, not a sweep; give the sweep a folder of its "
+                          "own")
+
+
+def _launch_overrides(overrides: list[str]) -> set[str]:
+    """A job's overrides, less those that say how it was launched (resume, skip_finished)."""
+    return {o for o in overrides if o.lstrip("+~").split("=")[0] not in RUN_CONTROL_KEYS}
+
+
+def _overrides_of(folder: Path) -> list[str] | None:
+    """The overrides a run in `folder` was launched with (its .hydra/overrides.yaml), or None when it has none."""
+    path = folder / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot be read as YAML ({type(exc).__name__})") from None
+    if not isinstance(saved, list) or not all(isinstance(o, str) for o in saved):
+        raise ConfigError(f"{path}: not a list of overrides, as Hydra writes")
+    return saved
+
+
+def decide_job(folder: Path, config: DictConfig, overrides: list[str]) -> str:
+    """What a sweep's job launched with `overrides` (its composed `config`) does with its `folder`: RUN, RESUME
+    or SKIP; or a ConfigError saying why it may not write there."""
+    contents = runfolder.inspect(folder)
+    where = f"hydra.sweep.subdir: {folder}"
+    if contents.kind in (runfolder.NEW, runfolder.EMPTY, runfolder.STARTED):
+        return RUN
+    if contents.kind == runfolder.FOREIGN:
+        raise ConfigError(f"{where}: {runfolder.describe_foreign(folder, contents)}; choose another hydra.sweep.dir")
+    if contents.kind == runfolder.SWEEP:
+        raise ConfigError(f"{where}: holds a sweep, not a run; choose another hydra.sweep.dir")
+    theirs = _overrides_of(folder)
+    if theirs is not None and _launch_overrides(theirs) != _launch_overrides(overrides):
+        mine, other = sorted(_launch_overrides(overrides)), sorted(_launch_overrides(theirs))
+        raise ConfigError(f"{where}: holds the run of another job ({' '.join(other) or 'no overrides'}), not of "
+                          f"this one ({' '.join(mine) or 'no overrides'}); two jobs may not share a folder: make "
+                          "hydra.sweep.subdir tell them apart")
+    if not checks.boolean("skip_finished", config.get("skip_finished")):
+        raise ConfigError(f"{where}: already holds a run; add skip_finished=true to skip the finished runs and resume "
+                          "the others, or choose another hydra.sweep.dir")
+    if contents.kind == runfolder.FINISHED:
+        return SKIP
+    resumable_checkpoint(folder, job_config(config), where=f"skip_finished=true: cannot resume {folder}")
+    return RESUME
+
+
 @dataclass
 class Claim:
-    """This process's hold on a run folder: its lock, and what the folder held before (None: no folder)."""
+    """A process's hold on a folder: its lock, what the folder held before (None: nothing, or no folder), and
+    what the run or job does there."""
 
+    folder: Path
     lock: FolderLock
     before: frozenset[str] | None
-    knows_before: bool = True  # False when the folder was locked after Hydra wrote into it (a sweep's job)
+    action: str = RUN
 
     def release(self) -> None:
         self.lock.release()
 
 
-CLAIMS: dict[Path, Claim] = {}  # run folders this process holds, by resolved path
+def _lock(folder: Path) -> tuple[FolderLock, frozenset[str] | None]:
+    """Lock `folder` (creating it when needed); return the lock and what the folder held before (None when it did
+    not exist or was empty: a folder Hydra made for a job a moment ago)."""
+    check_free(folder)
+    before = runfolder.snapshot(folder) or None
+    lock = FolderLock(folder)
+    lock.acquire()
+    return lock, before
 
 
 def claim_run_folder(folder: Path, config: DictConfig) -> Claim:
-    """Lock `folder` for a single run with `config`, or raise a ClreluError saying why it may not write there.
+    """Lock `folder` for a single run with `config`, or raise a ConfigError saying why it may not write there.
 
-    Foreign folders and sweeps are refused before anything is written; the rest is checked under the
+    Foreign folders and sweeps are refused before anything is written; the rest is checked again under the
     lock. A refusal removes what this process created (the lock file, a new folder).
     """
     resume = checks.boolean("resume", config.get("resume"))
     check_free(folder)
-    contents = runfolder.inspect(folder)
-    if contents.kind in (runfolder.FOREIGN, runfolder.SWEEP):
-        check_single_run(folder, contents, config, resume)
-    before = runfolder.snapshot(folder)
-    lock = FolderLock(folder)
-    lock.acquire()
+    check_single_run(folder, runfolder.inspect(folder), config, resume)
+    existed = runfolder.snapshot(folder)
+    lock, _ = _lock(folder)
     try:
         check_single_run(folder, runfolder.inspect(folder), config, resume)
+    except BaseException:
+        runfolder.remove_created(folder, existed)
+        lock.release()
+        raise
+    return Claim(folder, lock, existed, RESUME if resume else RUN)
+
+
+def claim_job_folder(folder: Path, config: DictConfig, overrides: list[str]) -> Claim:
+    """Lock the folder of a sweep's job and decide what the job does there (see `decide_job`); a refusal
+    removes what this process created and releases the lock."""
+    lock, before = _lock(folder)
+    try:
+        action = decide_job(folder, config, overrides)
     except BaseException:
         runfolder.remove_created(folder, before)
         lock.release()
         raise
-    claim = Claim(lock, before)
-    CLAIMS[folder.resolve()] = claim
-    return claim
-
-
-def claim_job_folder(folder: Path, single_run: bool) -> Claim:
-    """The claim the guard made on a single run's `folder`, or, for a job of a sweep (checked by the
-    sweeper), a lock taken now. A single run the guard did not check (its callback removed) is refused."""
-    claim = CLAIMS.pop(folder.resolve(), None)
-    if claim is None and single_run:
-        raise ConfigError("hydra.callbacks.guard: clrelu does not run without its run-folder guard, which checks the "
-                          "folder before anything is written")
-    if claim is None:
-        lock = FolderLock(folder)
-        lock.acquire()
-        claim = Claim(lock, before=None, knows_before=False)
-    return claim
-
-
-def check_before_writing(config: DictConfig) -> None:
-    """What can be refused from the composed config alone, before a run or sweep writes anything: keys the
-    YAML configs do not define, and seeds out of range."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    overrides = list(config.hydra.overrides.task)
-    check_known_keys(config, overrides, GlobalHydra.instance().config_loader(), config.hydra.job.config_name)
-    check_seeds(config)
-
-
-class RunFolderGuard(Callback):
-    """Check a single run's folder and config before Hydra writes anything there, and lock the folder.
-
-    Hydra turns exceptions raised in callbacks into warnings and goes on, so every refusal, including an
-    unexpected error inside the check, is reported here and ends the process with SystemExit, which Hydra
-    lets through.
-    """
-
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        folder = None
-        try:
-            HydraConfig.instance().set_config(config)  # as Hydra does next, so that ${hydra:...} in the dir resolves
-            folder = Path(config.hydra.run.dir)
-            check_before_writing(config)
-            claim_run_folder(folder, config)
-            return
-        except ClreluError as exc:
-            message, code = str(exc), exc.exit_code
-        except Exception as exc:  # noqa: BLE001 (fail closed: a check that cannot be made refuses the run)
-            where = f"hydra.run.dir={folder}" if folder else "hydra.run.dir"
-            message, code = f"{where}: cannot check the run folder ({type(exc).__name__}: {exc})", 2
-        report(message.splitlines()[0] if message else message)
-        raise SystemExit(code)
+    return Claim(folder, lock, before, action)
