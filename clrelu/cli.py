@@ -8,8 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from clrelu.config import config_dir
-from clrelu.errors import ClreluError, report
+from clrelu.errors import ClreluError, report  # (no third-party import at the top: Ctrl-C while they load is ours)
 
 USAGE = """\
 usage: clrelu <command> [arguments]
@@ -73,6 +72,7 @@ def _hydra_main(words: list[str]) -> None:
     """Hydra's own main over clrelu's config, with the command line `words` (already checked)."""
     import hydra
 
+    from clrelu.config import config_dir
     from clrelu.launch.job import run_job
 
     saved_argv, saved_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
@@ -113,23 +113,29 @@ def _run_hydra(command_line) -> None:
         checked.release()
 
 
+INTERRUPTED_RUN = "; the CSVs of the finished tasks are in the run folder"
+
+
 def run_command(arguments: list[str]) -> int:
     """`clrelu run <arguments>` in this process: every check, the folder guard and lock, Hydra, and the run; any
     error is reported as one line. Returns the exit code (0, 1 for a failed run, 2 for a usage or config error,
     130 after Ctrl-C)."""
-    from clrelu.launch import arguments as command_line_of
-    from clrelu.launch.help import show_help
-
     logging.raiseExceptions = False  # a log line that cannot be written (a full disk) is no stack trace
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
+        from clrelu.launch import arguments as command_line_of
+        from clrelu.launch.help import show_help
+        from clrelu.launch.job import STARTED_RUNS
+
+        STARTED_RUNS.clear()  # (a run started by an earlier command of this process is not this one)
         command_line = command_line_of.parse(arguments)
         if command_line.options.get("--help"):
             show_help(command_line.overrides)
         else:
             _run_hydra(command_line)
     except KeyboardInterrupt:
-        print("clrelu: interrupted; the CSVs of the finished tasks are in the run folder", file=sys.stderr)
+        started = getattr(sys.modules.get("clrelu.launch.job"), "STARTED_RUNS", None)
+        print(f"clrelu: interrupted{INTERRUPTED_RUN if started else ''}", file=sys.stderr)
         return 130
     except SystemExit as stop:  # Hydra's --version, --hydra-help, --info end with SystemExit
         return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
@@ -232,7 +238,15 @@ def _complete(arguments: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """The `clrelu` program; Ctrl-C at any instant after it starts is one line and exit code 130."""
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        print("clrelu: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0

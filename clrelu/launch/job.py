@@ -25,6 +25,7 @@ from clrelu.rundir.guard import RESUME, SKIP, Claim, claim_job_folder
 log = logging.getLogger(__name__)
 
 CLAIMS: dict[str, Claim] = {}  # single runs' folders checked and locked by the entry point, by absolute path
+STARTED_RUNS: list[Path] = []  # the runs this process has started (past their checks), for the Ctrl-C message
 FAILURES: list[Exception] = []  # the error that ended a single run, for the entry point to report in one line
 # (handed to Hydra, it would print a line of its own first); a sweep's job hands its error to Hydra's sweeper
 
@@ -126,6 +127,7 @@ def _run_in(folder: Path, cfg: DictConfig, hydra_cfg: DictConfig, single_run: bo
             cfg.resume = cfg.resume or claim.action == RESUME
             if cfg.threads == 0:
                 cfg.threads = job_threads(hydra_cfg.launcher)
+        STARTED_RUNS.append(folder)
         record = run_experiment(cfg, folder, dict(hydra_cfg.runtime.choices))
         return float(record.summary()[cfg.objective])
     except BaseException:

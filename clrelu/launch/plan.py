@@ -87,30 +87,21 @@ def check_option_names(overrides: list[str]) -> None:
 
 def compose(overrides: list[str], multirun: bool) -> DictConfig:
     """The config Hydra will compose for `clrelu run [-m] <overrides>` (inside `hydra.initialize_config_dir`), with
-    its hydra node resolvable (`${hydra:...}`)."""
+    hydra.mode set as Hydra decides it (-m, or `hydra.mode=MULTIRUN` in the overrides or the config) and its hydra
+    node resolvable (`${hydra:...}`)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
-    mode = RunMode.MULTIRUN if multirun else RunMode.RUN
-    cfg = loader().load_configuration("config", list(overrides), run_mode=mode)
+    cfg = loader().load_configuration("config", list(overrides), run_mode=RunMode.MULTIRUN,
+                                      validate_sweep_overrides=False)
+    mode = RunMode.MULTIRUN if multirun or cfg.hydra.mode == RunMode.MULTIRUN else RunMode.RUN
+    if mode == RunMode.RUN and any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides)):
+        loader().load_configuration("config", list(overrides), run_mode=mode)  # raises Hydra's error for it
     with read_write(cfg.hydra), open_dict(cfg.hydra):
         cfg.hydra.mode = mode
     HydraConfig.instance().set_config(cfg)
     return cfg
-
-
-def is_multirun(overrides: list[str], asked: bool) -> bool:
-    """Whether Hydra will sweep: -m, or `hydra.mode=MULTIRUN` among the overrides or in the config (as Hydra decides)."""
-    if asked:
-        return True
-    from hydra.types import RunMode
-
-    try:
-        cfg = loader().load_configuration("config", list(overrides), run_mode=RunMode.MULTIRUN,
-                                          validate_sweep_overrides=False)
-    except Exception:  # noqa: BLE001 (as Hydra's get_mode: a config that does not compose is reported by the run)
-        return False
-    return cfg.hydra.mode == RunMode.MULTIRUN
 
 
 def check_job_settings(cfg: DictConfig, overrides: list[str] | None) -> None:
@@ -255,12 +246,12 @@ def plan(overrides: list[str], multirun: bool) -> Plan:
     """Check everything `clrelu run [-m] <overrides>` would write, before Hydra writes anything; lock what was
     checked. A ConfigError says what is refused."""
     from hydra import initialize_config_dir
+    from hydra.types import RunMode
 
     with initialize_config_dir(str(config_dir()), version_base="1.3", job_name="clrelu"):
         check_option_names(overrides)
-        multirun = is_multirun(overrides, multirun)
         cfg = compose(overrides, multirun)
-        if multirun:
+        if cfg.hydra.mode == RunMode.MULTIRUN:
             return plan_sweep(cfg)
         return plan_run(cfg, overrides)
 

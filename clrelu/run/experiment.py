@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from clrelu import checks
 from clrelu.config import check_seeds, job_config
@@ -28,6 +28,7 @@ from clrelu.rundir.files import remove_temporaries
 from clrelu.rundir.record import RunRecord
 from clrelu.streams.base import SCENARIOS, Stream
 from clrelu.streams.features import map_inputs
+from clrelu.streams.validation import carve_validation, validation_fraction
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,10 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     schedule = EvalSchedule.checked(cfg.eval.every, cfg.eval.tasks)
     scenario = checks.choice("stream.scenario", cfg.stream.scenario, SCENARIOS)
     make_optimizer = optimizer_factory(cfg.optimizer)
-    make_stream, make_model = factory("stream", cfg.stream), factory("model", cfg.model)
+    validation = validation_fraction(cfg.stream.get("validation", 0.0))
+    stream_node = OmegaConf.create({key: value for key, value in OmegaConf.to_container(cfg.stream, resolve=True).items()
+                                    if key != "validation"})  # a key of the run, not of the stream's builder
+    make_stream, make_model = factory("stream", stream_node), factory("model", cfg.model)
     make_strategy = factory("strategy", cfg.strategy)
     check_model_fits(names, make_model.func, scenario, train_settings.regime)
     check_strategy_fits(names, make_strategy.func, scenario, train_settings.regime)
@@ -207,7 +211,10 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
         torch.set_num_threads(threads)
 
     generator = seed_everything(seed)
-    stream = build(make_stream, "stream").to(device)
+    stream = build(make_stream, "stream")
+    if validation:
+        stream = carve_validation(stream, validation, checks.seed("stream.seed", cfg.stream.get("seed", seed)))
+    stream = stream.to(device)
     model = build(make_model, "model", in_features=stream.in_features, layout=stream.layout,
                   **image_facts(make_model, stream)).to(device)
     strategy = build(make_strategy, "strategy", layout=stream.layout)
@@ -215,7 +222,8 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     if problem:
         raise ConfigError(f"strategy={names['strategy']} cannot train model={names['model']}: {problem}")
     meta = {"model": names["model"], "stream": names["stream"], "scenario": scenario, "seed": seed,
-            "regime": train_settings.regime, "optimizer": names["optimizer"], "strategy": names["strategy"]}
+            "regime": train_settings.regime, "optimizer": names["optimizer"], "strategy": names["strategy"],
+            "evaluated_on": "validation" if validation else "test"}
     monitor = diagnostics_monitor(cfg.diagnostics, model)
     probe = plasticity_probe(cfg.plasticity, model)
     map_fixed_inputs(model, stream, train_settings.eval_batch_size)  # last: it can take minutes, and config is checked
@@ -240,6 +248,8 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
             except ClreluError as also:  # the disk that was full still is
                 log.warning("could not mark the run failed: %s", also)
         raise
+    # finished: the summary says so first, then the checkpoint goes. A kill in between leaves a finished summary
+    # beside a checkpoint, which every reader takes as finished (the summary decides; nothing resumes it)
     record.status = "finished"
     record.write()
     (folder / CHECKPOINT).unlink(missing_ok=True)

@@ -334,8 +334,12 @@ class Trainer:
             if self.monitor:
                 self.record.add_diagnostics(after_task, self.monitor.activations, self.monitor.overlap)
         self.record.add(after_task, evaluations, self.model.n_params())
-        self.record.write()
+        # the growing files, then the checkpoint that can cut them back, then the summary: a run killed at any
+        # write is resumable from its checkpoint, or has none and no summary with a task done (then it is
+        # recognisably empty of results, and a new run may take its folder: clrelu/rundir/contents.py)
+        self.record.append()
         save_checkpoint(self.record.folder, self._checkpoint(phases_done))
+        self.record.write_summary()
         label = "initial" if after_task < 0 else f"after task {after_task}"
         if not evaluations:
             if after_task >= 0:

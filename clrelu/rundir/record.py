@@ -217,12 +217,20 @@ class RunRecord:
         return row
 
     def write(self) -> None:
+        """Append what was recorded since the last write to each growing file, then rewrite summary.csv."""
+        self.append()
+        self.write_summary()
+
+    def append(self) -> None:
         """Append what was recorded since the last write to each growing file (creating it with its header the
-        first time), then rewrite summary.csv."""
+        first time)."""
         for name, header in self._files.items():
             rows = self._pending.get(name, [])
             if rows or name not in self.lengths:
                 self.lengths[name] = append_csv(self.folder / name, header, rows, self.lengths.get(name))
             self._pending[name] = []
+
+    def write_summary(self) -> None:
+        """Rewrite summary.csv."""
         summary = self.summary()
         write_csv(self.folder / SUMMARY, list(summary), [list(summary.values())])
