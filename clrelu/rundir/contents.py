@@ -87,7 +87,7 @@ def _first_writes_leftovers(folder: Path, names: set[str]) -> set[str]:
     others = {n for n in names if n not in FIRST_WRITES and n != ".hydra" and not TEMPORARY.match(n)}
     if ".hydra" in names:
         hydra = folder / ".hydra"
-        inside = {f".hydra/{n}" for n in os.listdir(hydra)} if hydra.is_dir() else {".hydra/"}
+        inside = {f".hydra/{n}" for n in os.listdir(hydra) if not TEMPORARY.match(n)} if hydra.is_dir() else {".hydra/"}
         others |= inside - HYDRA_FILES
     return others
 
