@@ -115,13 +115,13 @@ class Claim:
         self.lock.release()
 
 
-def _lock(folder: Path) -> tuple[FolderLock, frozenset[str] | None]:
+def _lock(folder: Path, mark: bool = True) -> tuple[FolderLock, frozenset[str] | None]:
     """Lock `folder` (creating it when needed); return the lock and what the folder held before (None when it did
     not exist or was empty: a folder Hydra made for a job a moment ago)."""
     check_free(folder)
     before = runfolder.snapshot(folder) or None
     lock = FolderLock(folder)
-    lock.acquire()
+    lock.acquire(mark)
     return lock, before
 
 
@@ -148,9 +148,11 @@ def claim_run_folder(folder: Path, config: DictConfig) -> Claim:
 def claim_job_folder(folder: Path, config: DictConfig, overrides: list[str]) -> Claim:
     """Lock the folder of a sweep's job and decide what the job does there (see `decide_job`); a refusal
     removes what this process created and releases the lock."""
-    lock, before = _lock(folder)
+    lock, before = _lock(folder, mark=False)
     try:
         action = decide_job(folder, config, overrides)
+        if action != SKIP:
+            lock.mark()
     except BaseException:
         runfolder.remove_created(folder, before)
         lock.release()

@@ -40,8 +40,9 @@ class FolderLock:
         self.fd: int | None = None
         self.created = False  # whether this process created the lock file
 
-    def acquire(self) -> None:
-        """Take the lock (creating the folder when needed) or raise FolderBusy naming the holder's pid."""
+    def acquire(self, mark: bool = True) -> None:
+        """Take the lock (creating the folder when needed) or raise FolderBusy naming the holder's pid; `mark`
+        writes this process's pid into the lock file (see `mark`)."""
         path = self.folder / LOCK_FILE
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -58,9 +59,15 @@ class FolderLock:
             error = _busy(self.folder, fd)
             os.close(fd)
             raise error from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
+        if mark:
+            self.mark()
+
+    def mark(self) -> None:
+        """Write this process's pid into the held lock file, for the message another process gets (a job that only
+        looks at a finished run, and skips it, leaves the file as it was)."""
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self, remove: bool = False) -> None:
         """Drop the lock; `remove` also deletes the lock file when this process created it."""
