@@ -95,16 +95,6 @@ def test_plot_of_a_run_and_of_a_sweep(sweep, tmp_path):
     assert all(len(ax.get_lines()) == 2 for ax in figure.axes if ax.get_title())  # one curve per model
 
 
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
-def test_launchers_complete_a_two_run_sweep(tmp_path, launcher):
-    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
-    done = run_cli("run", "-m", *FAST, "seed=0,1", f"hydra/launcher={launcher}", *extra, "hydra.sweep.dir=sweep",
-                   cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    summaries = [pd.read_csv(p).iloc[0] for p in (tmp_path / "sweep").rglob("summary.csv")]
-    assert sorted(s.seed for s in summaries) == [0, 1] and all(s.status == "finished" for s in summaries)
-
-
 def test_job_threads_share_the_cores():
     cores = __import__("os").cpu_count()
     joblib = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"})
