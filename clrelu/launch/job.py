@@ -132,6 +132,7 @@ def _run_in(folder: Path, cfg: DictConfig, hydra_cfg: DictConfig, single_run: bo
         return float(record.summary()[cfg.objective])
     except BaseException:
         runfolder.remove_created(folder, claim.before)  # only when nothing but start-up files were written
+        runfolder.remove_empty(list(claim.parents))
         raise
     finally:
         claim.release()

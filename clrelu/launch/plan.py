@@ -221,7 +221,7 @@ def plan_sweep(cfg: DictConfig) -> Plan:
     check_launcher(cfg.hydra.launcher)
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
     check_sweep_folder(sweep_dir)
-    before = runfolder.snapshot(sweep_dir)
+    before, parents = runfolder.snapshot(sweep_dir), runfolder.missing_parents(sweep_dir)
     lock = FolderLock(sweep_dir)
     lock.acquire()
     try:
@@ -236,6 +236,7 @@ def plan_sweep(cfg: DictConfig) -> Plan:
         write_atomically(sweep_dir / runfolder.MULTIRUN, lambda partial: partial.write_text(saved, encoding="utf-8"))
     except BaseException:
         runfolder.remove_created(sweep_dir, before)
+        runfolder.remove_empty(parents)
         lock.release()
         raise
     mark_sweep_process()

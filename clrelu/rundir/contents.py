@@ -161,3 +161,16 @@ def remove_created(folder: Path, before: frozenset[str] | None) -> None:
             (folder / path).rmdir()
     if before is None and not os.listdir(folder):
         folder.rmdir()
+
+
+def missing_parents(folder: Path) -> list[Path]:
+    """The folders above `folder` that do not exist yet (nearest first): what creating it would create."""
+    return [parent for parent in Path(os.path.abspath(folder)).parents if not parent.exists()]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """After a refusal: remove the folders this process created above a run or sweep folder, while they are empty."""
+    for folder in folders:
+        if not folder.is_dir() or os.listdir(folder):
+            return
+        folder.rmdir()

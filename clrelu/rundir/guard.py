@@ -110,6 +110,7 @@ class Claim:
     lock: FolderLock
     before: frozenset[str] | None
     action: str = RUN
+    parents: tuple[Path, ...] = ()  # the folders above it that locking it created (removed with it when empty)
 
     def release(self) -> None:
         self.lock.release()
@@ -134,15 +135,16 @@ def claim_run_folder(folder: Path, config: DictConfig) -> Claim:
     resume = checks.boolean("resume", config.get("resume"))
     check_free(folder)
     check_single_run(folder, runfolder.inspect(folder), config, resume)
-    existed = runfolder.snapshot(folder)
+    existed, parents = runfolder.snapshot(folder), runfolder.missing_parents(folder)
     lock, _ = _lock(folder)
     try:
         check_single_run(folder, runfolder.inspect(folder), config, resume)
     except BaseException:
         runfolder.remove_created(folder, existed)
+        runfolder.remove_empty(parents)
         lock.release()
         raise
-    return Claim(folder, lock, existed, RESUME if resume else RUN)
+    return Claim(folder, lock, existed, RESUME if resume else RUN, tuple(parents))
 
 
 def claim_job_folder(folder: Path, config: DictConfig, overrides: list[str]) -> Claim:
