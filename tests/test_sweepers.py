@@ -27,7 +27,7 @@ def hashes(folders) -> dict[str, str]:
 
 
 def job_folders(sweep):
-    return sorted(p for p in sweep.iterdir() if p.is_dir())
+    return sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))  # not .submitit
 
 
 @needs("hydra_optuna_sweeper", "optuna")
