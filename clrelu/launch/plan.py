@@ -29,7 +29,6 @@ from clrelu.rundir.guard import SKIP, Claim, check_sweep_folder, claim_run_folde
 from clrelu.rundir.lock import FolderLock, check_free, mark_sweep_process
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # compared as text, never imported
-NOT_USER_GROUPS = ("hydra", "experiment_strategy")  # groups clrelu fills in itself
 OBJECTIVES = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "online_first_tenth",
               "online_last_tenth")
 
