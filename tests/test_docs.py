@@ -101,6 +101,7 @@ def console(text: str) -> list[tuple[str, list[str]]]:
 def normalised(text: str) -> str:
     """Output without what changes from run to run: timings, timestamps, process ids, trailing spaces."""
     text = re.sub(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", "<when>", text)
+    text = re.sub(r"(<when>[^\s/]*)_[0-9a-f]{6}\b", r"\1_<suffix>", text)  # a default folder's random suffix
     text = re.sub(r"\[\d{4}-\d\d-\d\d [\d:,]+\]", "[<when>]", text)
     text = re.sub(r"\(train [\d.]+ s, eval [\d.]+ s\)", "(train <s> s, eval <s> s)", text)
     text = re.sub(r"pid \d+", "pid <n>", text)
