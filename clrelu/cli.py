@@ -11,7 +11,7 @@ from pathlib import Path
 from clrelu.errors import ClreluError, report  # (no third-party import at the top: Ctrl-C while they load is ours)
 
 USAGE = """\
-usage: clrelu <command> [arguments]
+usage: clrelu <command> [arguments]      (clrelu --version, clrelu --help)
 
 commands:
   run       learn a stream of tasks and write its accuracy and forgetting matrices as CSV
@@ -238,7 +238,8 @@ def _complete(arguments: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `clrelu` program; Ctrl-C at any instant after it starts is one line and exit code 130."""
+    """The `clrelu` program: the exit status of its command (2 for a usage error); Ctrl-C at any instant after it
+    starts is one line and exit code 130."""
     try:
         return _main(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
@@ -247,8 +248,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        print(USAGE, end="", file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(USAGE, end="")
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from clrelu import __version__
+
+        print(f"clrelu {__version__}")
         return 0
     command, arguments = argv[0], argv[1:]
     if command in ("-sc", "--shell-completion"):

@@ -22,6 +22,7 @@ from cifar_files import dump_py2, write_cifar
 
 from clrelu.data import cifar
 from clrelu.errors import ConfigError, DataError
+from clrelu.extras import install_command
 
 torchvision = pytest.importorskip("torchvision", reason="the vision extra is not installed")
 
@@ -132,4 +133,4 @@ def test_without_torchvision_one_line_names_the_extra(tmp_path, monkeypatch):
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("stream.dataset=cifar10 needs torchvision, which is not installed")
-    assert "pip install 'clrelu[vision]'" in message
+    assert install_command("vision") in message

@@ -7,9 +7,14 @@ import importlib
 import torch
 
 from clrelu.errors import ConfigError
+from clrelu.extras import install_command
 
-INSTALL = ("pip install 'clrelu[vision]' beside the torch it was built for "
-           "(e.g. pip install torch==2.14.1 torchvision==0.29.1)")
+
+
+def install_hint() -> str:
+    """How to add torchvision, as clrelu was installed here."""
+    return (f"{install_command('vision')} beside the torch it was built for "
+            "(e.g. pip install torch==2.14.1 torchvision==0.29.1)")
 
 
 def import_torchvision(purpose: str):
@@ -22,10 +27,10 @@ def import_torchvision(purpose: str):
         return importlib.import_module("torchvision")
     except ImportError as exc:
         if exc.name == "torchvision":
-            raise ConfigError(f"{purpose} needs torchvision, which is not installed: {INSTALL}") from None
+            raise ConfigError(f"{purpose} needs torchvision, which is not installed: {install_hint()}") from None
         problem = exc
     except Exception as exc:  # noqa: BLE001 - a wheel built for another torch fails in many ways
         problem = exc
     first = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
     raise ConfigError(f"{purpose} needs torchvision, which cannot be imported beside torch {torch.__version__} "
-                      f"({first}): {INSTALL}") from None
+                      f"({first}): {install_hint()}") from None

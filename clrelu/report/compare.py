@@ -32,7 +32,7 @@ def load_runs(paths: list[str], left_out: list[str]) -> pd.DataFrame:
 
 def write(table: pd.DataFrame, path: Path) -> None:
     """Write the comparison as CSV (plain numbers) through a temporary file and a rename."""
-    write_atomically(path, lambda partial: table.to_csv(partial, index=False))
+    write_atomically(path, lambda partial: table.to_csv(partial, index=False, lineterminator="\n"))
 
 
 def _same_partition(a: pd.Series, b: pd.Series) -> bool:
@@ -106,7 +106,7 @@ def unfinished(frame: pd.DataFrame) -> list[str]:
 def render(table: pd.DataFrame, metrics, fmt: str) -> str:
     """The comparison as text: `csv` keeps every number; `table` and `markdown` show mean ± std."""
     if fmt == "csv":
-        return table.to_csv(index=False)
+        return table.to_csv(index=False, lineterminator="\n")
     shown = table[[c for c in table.columns if not c.endswith(("_mean", "_std"))]].copy()
     for metric in metrics:
         mean, std = table[f"{metric}_mean"], table[f"{metric}_std"]

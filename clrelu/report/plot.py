@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from clrelu.errors import ClreluError, ConfigError
+from clrelu.extras import import_extra
 from clrelu.report.compare import group_runs, load_runs
 from clrelu.rundir import csvfiles as results
 from clrelu.rundir.files import write_atomically
@@ -18,10 +19,7 @@ PLASTICITY_MEASURES = ("dead_fraction", "dormant_fraction", "effective_rank", "s
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise ClreluError("clrelu plot needs matplotlib: pip install 'clrelu[plot]'") from None
+    matplotlib = import_extra("matplotlib", "plot", "clrelu plot", ClreluError)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -184,6 +184,13 @@ def shown(folder: Path) -> str:
     return str(folder.relative_to(Path.cwd())) if folder.is_relative_to(Path.cwd()) else str(folder)
 
 
+def parameters_before(model) -> str:
+    """The model's parameters before its first task, in words: a model that creates its parameters task by task
+    (a progressive net's columns) has none yet, and the count at the end of the run is logged then."""
+    count = model.n_params()
+    return f"{count:,} parameters before the first task" if count else "parameters created with each task"
+
+
 def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> RunRecord:
     """Run the experiment `cfg` describes, writing its CSV files into `folder`.
 
@@ -229,9 +236,9 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     map_fixed_inputs(model, stream, train_settings.eval_batch_size)  # last: it can take minutes, and config is checked
     folder.mkdir(parents=True, exist_ok=True)
     record = RunRecord(folder, stream.n_tasks, meta, diagnostics=monitor is not None, config=config)
-    log.info("%s with %s on %s (%d tasks, %s scenario, %s regime), %d parameters, writing to %s", names["model"],
-             names["strategy"], names["stream"], stream.n_tasks, scenario, train_settings.regime, model.n_params(),
-             shown(folder))
+    log.info("%s with %s on %s (%d tasks, %s scenario, %s regime), %s, writing to %s", names["model"],
+             names["strategy"], names["stream"], stream.n_tasks, scenario, train_settings.regime,
+             parameters_before(model), shown(folder))
     trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator, monitor, schedule,
                       probe)
     if resume:
@@ -255,7 +262,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     (folder / CHECKPOINT).unlink(missing_ok=True)
     remove_temporaries(folder)
     s = record.summary()
-    log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s)",
+    log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s, %s parameters)",
              s["avg_accuracy"], s["learning_accuracy"], s["avg_forgetting"], s["bwt"], s["fwt"],
-             s["train_seconds"], s["eval_seconds"])
+             s["train_seconds"], s["eval_seconds"], f"{record.n_params:,}")
     return record

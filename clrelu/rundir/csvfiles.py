@@ -49,7 +49,7 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     """
     def write(partial: Path) -> None:
         with open(partial, "w", newline="") as handle:
-            out = csv.writer(handle)
+            out = csv.writer(handle, lineterminator="\n")
             out.writerow(header)
             out.writerows([_cell(v) for v in row] for row in rows)
 
@@ -60,7 +60,7 @@ def append_csv(path: Path, header: list[str], rows: list[list], length: int | No
     """Append `rows` to a CSV file in one write, or create it with `header` first when `length` is None (the file
     is new to this run); return the file's length in bytes after the write."""
     text = io.StringIO()
-    out = csv.writer(text)
+    out = csv.writer(text, lineterminator="\n")
     if length is None:
         out.writerow(header)
     out.writerows([_cell(v) for v in row] for row in rows)

@@ -1,0 +1,20 @@
+"""How a run's log lines look: plain text for information, and the level in front of anything worse, as
+`clrelu: warning: ...` on the console and `warning: ...` in run.log (conf/config.yaml's job_logging)."""
+
+from __future__ import annotations
+
+import logging
+
+
+class LevelFormatter(logging.Formatter):
+    """logging.Formatter that puts `<prefix><level>: ` before the message of a record at WARNING or above."""
+
+    def __init__(self, fmt: str = "%(message)s", datefmt: str | None = None, prefix: str = ""):
+        super().__init__(fmt, datefmt)
+        self.prefix = prefix
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.WARNING:
+            record = logging.makeLogRecord({**record.__dict__,
+                                            "message": f"{self.prefix}{record.levelname.lower()}: {record.message}"})
+        return super().formatMessage(record)
