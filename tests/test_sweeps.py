@@ -161,14 +161,14 @@ def test_compare_leaves_out_damaged_runs_naming_the_file(sweep, tmp_path, capsys
     copy = copy_of(sweep, tmp_path)
     runs = sorted(p for p in copy.iterdir() if p.is_dir())
     (runs[0] / "summary.csv").write_bytes(b"\x00\xff binary")
-    (runs[1] / ".hydra" / "overrides.yaml").write_text("- model=mlp\n  seed: [unclosed\n")
+    (runs[1] / ".hydra" / "config.yaml").write_text("model: mlp\n  seed: [unclosed\n")
     (copy / "compare.csv").mkdir()  # cannot be written
     assert main(["compare", str(copy), "--format", "csv"]) == 0
     out, err = capsys.readouterr()
     assert pd.read_csv(io.StringIO(out)).n_runs.sum() == 2  # the two intact runs
     lines = err.splitlines()
     assert lines[0].startswith(f"left out, damaged: {runs[0] / 'summary.csv'}: cannot be read (")
-    assert lines[1].startswith(f"left out, damaged: {runs[1] / '.hydra' / 'overrides.yaml'}: cannot be read as YAML")
+    assert lines[1].startswith(f"left out, damaged: {runs[1] / '.hydra' / 'config.yaml'}: cannot be read as YAML")
     assert lines[2] == f"clrelu: warning: {copy / 'compare.csv'}: cannot be written (Is a directory)"
     assert len(lines) == 3 and "Traceback" not in err
 

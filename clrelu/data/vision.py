@@ -10,7 +10,6 @@ from clrelu.errors import ConfigError
 from clrelu.extras import install_command
 
 
-
 def install_hint() -> str:
     """How to add torchvision, as clrelu was installed here."""
     return (f"{install_command('vision')} beside the torch it was built for "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from clrelu.config import NOT_COMPARED_ON_RESUME
 from clrelu.errors import ConfigError
 from clrelu.report import load as loading
 from clrelu.rundir import csvfiles
@@ -13,7 +14,8 @@ from clrelu.rundir.files import write_atomically
 
 METRICS = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "train_seconds")
 # summary columns that are outcomes or bookkeeping, not configuration to group by
-NOT_CONFIG = {*csvfiles.NUMERIC_COLUMNS, "n_tasks", "tasks_done", "status", "error", "run_dir", "seed"}
+NOT_CONFIG = {*csvfiles.NUMERIC_COLUMNS, "n_tasks", "tasks_done", "status", "error", "run_dir", "seed",
+              *NOT_COMPARED_ON_RESUME}  # and how the runs were launched (resume, threads): no change to results
 FORMATS = ("table", "csv", "markdown")
 
 
@@ -42,11 +44,13 @@ def _same_partition(a: pd.Series, b: pd.Series) -> bool:
 
 
 def varying_keys(frame: pd.DataFrame) -> list[str]:
-    """The config columns whose value is not the same in every run (the seed aside), leaving out a column
-    that only repeats one already kept (`stream.scenario` beside `scenario`)."""
+    """The config columns whose value is not the same in every run (the seed and the keys computed from it
+    aside), leaving out a column that only repeats one already kept (`stream.scenario` beside `scenario`,
+    `model.k` beside `model`)."""
     keys: list[str] = []
+    skipped = NOT_CONFIG | set(frame.attrs.get("seed_keys", ()))
     for column in frame.columns:
-        if column in NOT_CONFIG or frame[column].nunique(dropna=False) < 2:
+        if column in skipped or frame[column].nunique(dropna=False) < 2:
             continue
         if not any(_same_partition(frame[k], frame[column]) for k in keys):
             keys.append(column)
