@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from clrelu.config import compose
 from clrelu.models.layers import ACTIVATIONS
 from clrelu.models.mlp import MLP
-from clrelu.run.experiment import build, factory
+from clrelu.training.experiment import build, factory
 
 
 def everything(split) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from clrelu.config import compose
-from clrelu.run.experiment import build, factory, run_experiment
+from clrelu.training.experiment import build, factory, run_experiment
 
 # The work of the issue: 784-400 ReLU MLP, a head per task, SGD lr 0.01 momentum 0.9, batch 128, one epoch.
 COMMON = ["model=mlp", "model.hidden=[400]", "optimizer=sgd", "optimizer.lr=0.01", "optimizer.momentum=0.9",

@@ -15,7 +15,7 @@ import pytest
 from clrelu.config import compose
 from clrelu.data.datasets import FILES
 from clrelu.data.idx import write_idx
-from clrelu.run.experiment import run_experiment
+from clrelu.training.experiment import run_experiment
 
 REAL_ROOT = os.environ.get("CLRELU_DATA")
 
@@ -40,9 +40,9 @@ def run_in_process(folder: Path, *overrides: str):
 def crash_during_task(folder: Path, task: int, *overrides: str) -> None:
     """Run `clrelu run <overrides>` in this process into `folder`, crashing when training reaches task `task`:
     an unfinished run whose checkpoint holds the tasks before it."""
-    import clrelu.run.trainer
+    import clrelu.training.trainer
 
-    train = clrelu.run.trainer.Trainer._train
+    train = clrelu.training.trainer.Trainer._train
 
     def crash(self, phase):
         if phase.row == task:
@@ -50,7 +50,7 @@ def crash_during_task(folder: Path, task: int, *overrides: str) -> None:
         return train(self, phase)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(clrelu.run.trainer.Trainer, "_train", crash)
+        patch.setattr(clrelu.training.trainer.Trainer, "_train", crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             run_in_process(folder, *overrides)
 

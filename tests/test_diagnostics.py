@@ -10,9 +10,9 @@ from clrelu.measure.diagnostics import ActivationMonitor
 from clrelu.models.layers import make_activation
 from clrelu.models.mlp import MLP
 from clrelu.models.sparse import SparsePerceptron
-from clrelu.run.trainer import Trainer, TrainSettings
 from clrelu.streams.base import Split, Stream, Task
 from clrelu.streams.synthetic import synthetic_stream
+from clrelu.training.trainer import Trainer, TrainSettings
 
 FAST = ["stream=synthetic", "stream.train_per_class=50", "stream.test_per_class=20", "trainer.batch_size=16"]
 

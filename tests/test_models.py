@@ -34,7 +34,7 @@ def snapshots_at_task_end(model):
 
 def run_spied(folder, *overrides):
     """Run in-process, keeping the model and a snapshot of its state at the end of every task."""
-    import clrelu.run.experiment as experiment
+    import clrelu.training.experiment as experiment
 
     snapshots = {}
     build = experiment.build

@@ -5,7 +5,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from clrelu.config import compose, vandeven_class_order
-from clrelu.run.experiment import factory
+from clrelu.training.experiment import factory
 
 STRATEGIES = ("naive", "ewc", "online_ewc", "si", "lwf", "replay")
 

@@ -221,7 +221,7 @@ def test_crelu_doubles_the_width_and_keeps_both_signs():
 @pytest.mark.parametrize("model", ["sparse", "pnn", "transfer", "multitask"])
 def test_every_model_takes_crelu(model):
     from clrelu.config import compose
-    from clrelu.run.experiment import build, factory
+    from clrelu.training.experiment import build, factory
 
     cfg, _ = compose([f"model={model}", "model.hidden=[5,3]", "model.activation=crelu"])
     layout = HeadLayout("task", n_tasks=2, classes_per_task=3)

@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import read_accuracy, run_in_process
 
-import clrelu.run.trainer
+import clrelu.training.trainer
 from clrelu.measure import metrics
 from clrelu.models.base import ContinualModel
-from clrelu.run.schedule import EvalSchedule
 from clrelu.rundir.record import Evaluation, RunRecord
+from clrelu.training.schedule import EvalSchedule
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -149,7 +149,7 @@ def test_the_record_keeps_no_growing_lists_and_a_resume_cuts_appended_rows_back(
     whole = run_in_process(tmp_path / "whole", *args)
     assert all(len(v) <= 4 for v in vars(whole).values() if isinstance(v, list))
     assert not any(whole._pending.values())
-    save = clrelu.run.trainer.save_checkpoint
+    save = clrelu.training.trainer.save_checkpoint
     calls = []
 
     def crash_before_the_third_checkpoint(folder, state):
@@ -158,11 +158,11 @@ def test_the_record_keeps_no_growing_lists_and_a_resume_cuts_appended_rows_back(
             raise RuntimeError("killed")
         save(folder, state)
 
-    monkeypatch.setattr(clrelu.run.trainer, "save_checkpoint", crash_before_the_third_checkpoint)
+    monkeypatch.setattr(clrelu.training.trainer, "save_checkpoint", crash_before_the_third_checkpoint)
     with pytest.raises(RuntimeError, match="killed"):
         run_in_process(tmp_path / "cut", *args)
     assert len(pd.read_csv(tmp_path / "cut" / "accuracy.csv")) == 2  # rows of tasks 0 and 1 on disk
-    monkeypatch.setattr(clrelu.run.trainer, "save_checkpoint", save)
+    monkeypatch.setattr(clrelu.training.trainer, "save_checkpoint", save)
     run_in_process(tmp_path / "cut", *args, "resume=true")
     for name in ("accuracy.csv", "forgetting.csv", "evals.csv", "online.csv", "activations.csv", "overlap.csv"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
@@ -171,7 +171,7 @@ def test_the_record_keeps_no_growing_lists_and_a_resume_cuts_appended_rows_back(
 def test_an_evaluation_gives_freed_memory_back_every_ten_tasks_and_at_its_end(tmp_path, monkeypatch):
     asked = []  # every task an evaluation reached, over the run
     trims = []  # how many tasks had been reached at each trim
-    monkeypatch.setattr(clrelu.run.trainer, "release_freed_memory", lambda: trims.append(len(asked)))
+    monkeypatch.setattr(clrelu.training.trainer, "release_freed_memory", lambda: trims.append(len(asked)))
     knows = ContinualModel.knows
     monkeypatch.setattr(ContinualModel, "knows", lambda self, task_id: asked.append(task_id) or knows(self, task_id))
     run_in_process(tmp_path, "stream=synthetic", "stream.n_tasks=25", "model.hidden=[8]", "trainer.iters=1",

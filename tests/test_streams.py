@@ -11,7 +11,6 @@ from conftest import fake_dataset
 from clrelu.data.datasets import load_dataset
 from clrelu.errors import ConfigError
 from clrelu.models.mlp import MLP
-from clrelu.run.trainer import Trainer, TrainSettings
 from clrelu.rundir.record import RunRecord
 from clrelu.strategies.naive import Naive
 from clrelu.streams.base import Split, Stream, Task
@@ -19,6 +18,7 @@ from clrelu.streams.permuted import permuted_stream
 from clrelu.streams.rotated import Rotation, rotated_stream
 from clrelu.streams.split import split_stream
 from clrelu.streams.synthetic import synthetic_stream
+from clrelu.training.trainer import Trainer, TrainSettings
 
 
 def everything(split: Split):

@@ -8,8 +8,8 @@ import torch
 from conftest import read_accuracy, run_in_process
 
 from clrelu.models.heads import Heads
-from clrelu.run.trainer import phases
 from clrelu.streams.base import HeadLayout
+from clrelu.training.trainer import phases
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -103,16 +103,16 @@ def test_task_heads_route_a_mixed_batch_like_single_task_batches():
 
 @pytest.mark.parametrize("reset, steps", [(True, 5), (False, 15)])
 def test_reset_optimizer_false_keeps_adams_state_across_tasks(tmp_path, monkeypatch, reset, steps):
-    import clrelu.run.trainer
+    import clrelu.training.trainer
 
     built = []
-    make = clrelu.run.trainer.Trainer._optimizer
+    make = clrelu.training.trainer.Trainer._optimizer
 
     def keep(self):
         built.append(make(self))
         return built[-1]
 
-    monkeypatch.setattr(clrelu.run.trainer.Trainer, "_optimizer", keep)
+    monkeypatch.setattr(clrelu.training.trainer.Trainer, "_optimizer", keep)
     run_in_process(tmp_path, *FAST, "stream.n_tasks=3", "stream.scenario=domain", "optimizer=adam", "trainer.iters=5",
                    f"trainer.reset_optimizer={str(reset).lower()}")
     assert len({id(o) for o in built}) == (3 if reset else 1)

@@ -111,7 +111,7 @@ def run_job(cfg: DictConfig) -> float:
 
 
 def _run_in(folder: Path, cfg: DictConfig, hydra_cfg: DictConfig, single_run: bool) -> float:
-    from clrelu.run.experiment import run_experiment  # imports torch: kept out of `clrelu run --help`
+    from clrelu.training.experiment import run_experiment  # imports torch: kept out of `clrelu run --help`
     from clrelu.rundir.lock import stop_with_sweep
 
     if not single_run:

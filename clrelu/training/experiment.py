@@ -21,14 +21,14 @@ from clrelu.config import check_seeds, job_config
 from clrelu.errors import ClreluError, ConfigError
 from clrelu.measure.diagnostics import ActivationMonitor
 from clrelu.measure.plasticity import PlasticityProbe
-from clrelu.run.schedule import EvalSchedule
-from clrelu.run.trainer import REGIMES, Trainer, TrainSettings
 from clrelu.rundir.checkpoint import CHECKPOINT, resumable_checkpoint, save_model
 from clrelu.rundir.files import remove_temporaries
 from clrelu.rundir.record import RunRecord
 from clrelu.streams.base import SCENARIOS, Stream
 from clrelu.streams.features import map_inputs
 from clrelu.streams.validation import carve_validation, validation_fraction
+from clrelu.training.schedule import EvalSchedule
+from clrelu.training.trainer import REGIMES, Trainer, TrainSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from clrelu.errors import RunError
 from clrelu.measure.diagnostics import ActivationMonitor
 from clrelu.measure.plasticity import PlasticityProbe, probe_indices
 from clrelu.models.base import ContinualModel
-from clrelu.run.memory import TRIM_EVERY, release_freed_memory
-from clrelu.run.schedule import EvalSchedule
 from clrelu.rundir.checkpoint import global_rng, restore_global_rng, save_checkpoint
 from clrelu.rundir.record import Evaluation, RunRecord
 from clrelu.strategies.base import Strategy
 from clrelu.streams.base import Stream, Task
+from clrelu.training.memory import TRIM_EVERY, release_freed_memory
+from clrelu.training.schedule import EvalSchedule
 
 log = logging.getLogger(__name__)
 
