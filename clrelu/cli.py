@@ -148,6 +148,16 @@ def run_command(arguments: list[str]) -> int:
     return 0
 
 
+def run_and_record(arguments: list[str]) -> tuple[int, list]:
+    """`run_command(arguments)`, and the records (RunRecord) of the runs it finished: the Python API's entry."""
+    from clrelu.launch.job import RECORDS
+
+    RECORDS.clear()
+    status = run_command(arguments)
+    records, RECORDS[:] = list(RECORDS), []
+    return status, records
+
+
 def _guarded(command) -> int:
     """Run a command, turning any error into one line and its exit code: never a stack trace."""
     try:

@@ -1,6 +1,10 @@
 """The errors clrelu reports to users as one line, and the exit code of each."""
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_listeners: list[list[str]] = []  # see `reports`
 
 
 class ClreluError(Exception):
@@ -32,3 +36,17 @@ def choices_error(key: str, value, valid) -> ConfigError:
 def report(message: str) -> None:
     """Print an error for the user: one line on stderr."""
     print(f"clrelu: error: {message}", file=sys.stderr)
+    for listener in _listeners:
+        listener.append(message)
+
+
+@contextmanager
+def reports() -> Iterator[list[str]]:
+    """A list that receives every error `report` prints inside the `with` block (for callers in the same
+    process, such as the Python API, which raise it as an exception)."""
+    heard: list[str] = []
+    _listeners.append(heard)
+    try:
+        yield heard
+    finally:
+        _listeners.remove(heard)

@@ -4,6 +4,7 @@ in one line naming the extra."""
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -43,3 +44,7 @@ def test_wheel_runs_in_a_fresh_virtual_environment(tmp_path):
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     lines = [line for line in refused.stderr.splitlines() if "torchvision" in line]
     assert len(lines) == 1 and "needs torchvision, which is not installed" in lines[0] and "[vision]" in lines[0]
+    assert 'pip install "clrelu[vision]"' in lines[0]  # the hint of an install from a wheel, not of a checkout
+    assert "clrelu/py.typed" in zipfile.ZipFile(wheel).namelist()  # type checkers read the API's annotations
+    version = sh(venv / "bin" / "python", "-m", "clrelu", "--version").stdout
+    assert version == f"clrelu {sh(sys.executable, '-c', 'import clrelu; print(clrelu.__version__)').stdout}"

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CLAIMS: dict[str, Claim] = {}  # single runs' folders checked and locked by the entry point, by absolute path
 STARTED_RUNS: list[Path] = []  # the runs this process has started (past their checks), for the Ctrl-C message
 FAILURES: list[Exception] = []  # the error that ended a single run, for the entry point to report in one line
+RECORDS: list = []  # the records (RunRecord) of the runs this process finished, for the Python API (cli.run_and_record)
 # (handed to Hydra, it would print a line of its own first); a sweep's job hands its error to Hydra's sweeper
 
 
@@ -129,6 +130,7 @@ def _run_in(folder: Path, cfg: DictConfig, hydra_cfg: DictConfig, single_run: bo
                 cfg.threads = job_threads(hydra_cfg.launcher)
         STARTED_RUNS.append(folder)
         record = run_experiment(cfg, folder, dict(hydra_cfg.runtime.choices))
+        RECORDS.append(record)
         return float(record.summary()[cfg.objective])
     except BaseException:
         runfolder.remove_created(folder, claim.before)  # only when nothing but start-up files were written

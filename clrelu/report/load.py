@@ -32,7 +32,9 @@ def _keep_as_written(node):
 
 
 def _columns(node, prefix: str = "") -> dict:
-    """A resolved config as {"a.b.c": value}: lists as their text ("[400, 400]") so that they group."""
+    """A resolved config as {"a.b.c": value}, each value as the command line writes it when pandas would not keep
+    it as a value of its own: a list as its text ("[400, 400]", so that it groups), null as "null" (which pandas
+    would take for a missing value, and leave out of a groupby)."""
     if isinstance(node, dict):
         if not node and prefix:
             return {prefix[:-1]: "{}"}
@@ -42,7 +44,7 @@ def _columns(node, prefix: str = "") -> dict:
         return flat
     if isinstance(node, list):
         return {prefix[:-1]: json.dumps(node)}
-    return {prefix[:-1]: node}
+    return {prefix[:-1]: "null" if node is None else node}
 
 
 def _seed_keys(node, prefix: str = "") -> set[str]:
@@ -84,8 +86,8 @@ def load(*paths: str | Path, left_out: list[str] | None = None) -> pd.DataFrame:
 
     Columns: the summary metrics, the run's identity (model, stream, scenario, seed, ...), every key of its
     composed config by its dotted name (`stream.n_tasks`, `model.hidden`, `strategy.ewc_lambda`; a list as
-    its text, "[400, 400]"), and `run_dir`. A config key is NaN only for a run whose config has no such key
-    (`model.k` of a model without k). A run whose summary.csv or .hydra/config.yaml is damaged is left out,
+    its text, "[400, 400]"; null as "null"), and `run_dir`. A config key is NaN only for a run whose config has
+    no such key (`model.k` of a model without k). A run whose summary.csv or .hydra/config.yaml is damaged is left out,
     with one line naming the file: appended to `left_out` when given, else a warning.
 
     `frame.attrs["seed_keys"]` lists the config keys computed from the seed in every run that has them
@@ -117,3 +119,22 @@ def load(*paths: str | Path, left_out: list[str] | None = None) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame.attrs["seed_keys"] = sorted(seed_keys - chosen)
     return frame
+
+
+def load_table(run_dirs, name: str) -> pd.DataFrame:
+    """One of the runs' growing CSV files (`evals.csv`, `online.csv`, `plasticity.csv`, ...) of every run in
+    `run_dirs`, end to end, with a first column `run_dir` to join with `load`'s frame. A run without the file
+    adds no rows; a damaged file is left out with a warning naming it."""
+    parts = []
+    for run_dir in run_dirs:
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            part = read_csv(path)
+        except ConfigError as exc:
+            warnings.warn(f"left out: {exc}", stacklevel=2)
+            continue
+        part.insert(0, "run_dir", str(run_dir))
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"run_dir": []})
