@@ -27,8 +27,8 @@ FINAL_PLASTICITY = ("final_dead_fraction", "final_dormant_fraction", "final_effe
 STATUSES = ("running", "finished", "failed")
 IDENTITY_COLUMNS = ("model", "stream", "seed", "n_tasks", "tasks_done", "status")  # what marks a clrelu summary.csv
 NUMERIC_COLUMNS = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "mean_sparsity",
-                   "mean_overlap", "online_first_tenth", "online_last_tenth", *FINAL_PLASTICITY, "train_seconds",
-                   "eval_seconds", "n_params")
+                   "mean_overlap", "online_first_tenth", "online_last_tenth", *FINAL_PLASTICITY, "strategy_actions",
+                   "train_seconds", "eval_seconds", "n_params")
 
 
 def _cell(value) -> str:

@@ -64,7 +64,7 @@ class RunRecord:
     """
 
     STATE = ("rows", "lengths", "online", "tasks_done", "train_seconds", "eval_seconds", "n_params", "mean_sparsity",
-             "mean_overlap", "final_plasticity", "config")
+             "mean_overlap", "final_plasticity", "strategy_actions", "config")
 
     def __init__(self, folder: Path, n_tasks: int, meta: dict, diagnostics: bool = False, config: dict | None = None):
         self.folder = folder
@@ -82,6 +82,7 @@ class RunRecord:
         self.n_params = 0
         self.mean_sparsity = self.mean_overlap = float("nan")  # diagnostics of the latest evaluation after a task
         self.final_plasticity = dict.fromkeys(FINAL_PLASTICITY, float("nan"))  # of the latest task probed
+        self.strategy_actions = float("nan")  # summed over the tasks; NaN for a strategy without such actions
         self.status, self.error = "running", ""
         self.lengths: dict[str, int] = {}  # bytes written so far to each appended file
         self._files = {ACCURACY: ["after_task", *(str(j) for j in range(n_tasks))],  # name -> header, created at
@@ -146,6 +147,11 @@ class RunRecord:
             self.final_plasticity = {f"final_{m}": _nanmean([r[m] for r in rows])
                                      for m in ("dead_fraction", "dormant_fraction", "effective_rank")}
 
+    def add_strategy_actions(self, count: int | None) -> None:
+        """Add the strategy's actions of the task that just ended (None: it has no such actions)."""
+        if count is not None:
+            self.strategy_actions = (0 if math.isnan(self.strategy_actions) else self.strategy_actions) + count
+
     def add_model_stats(self, after_task: int, stats: dict) -> None:
         if stats:
             self.add_rows(MODEL_STATS, ["after_task", *stats], [[after_task, *stats.values()]])
@@ -169,6 +175,8 @@ class RunRecord:
         """Continue from `state`: cut the appended files back to the lengths it recorded and read the accuracy
         matrix back from evals.csv."""
         for name in self.STATE:
+            if name == "strategy_actions" and name not in state:  # a checkpoint of a clrelu before this count
+                continue
             setattr(self, name, copy.copy(state[name]))
         for name, length in self.lengths.items():
             path = self.folder / name
@@ -210,7 +218,7 @@ class RunRecord:
             row = dict.fromkeys(metrics.NAMES, float("nan"))
         first, last = metrics.online_tenths(self.online) if finished else (float("nan"), float("nan"))
         row.update(mean_sparsity=self.mean_sparsity, mean_overlap=self.mean_overlap, online_first_tenth=first,
-                   online_last_tenth=last, **self.final_plasticity)
+                   online_last_tenth=last, **self.final_plasticity, strategy_actions=self.strategy_actions)
         row.update(train_seconds=round(self.train_seconds, 4), eval_seconds=round(self.eval_seconds, 4),
                    n_params=self.n_params, **self.meta, n_tasks=self.n_tasks, tasks_done=self.tasks_done,
                    status=self.status, error=self.error)

@@ -87,11 +87,31 @@ class Strategy:
         """Numbers worth recording after each task, beside the model's (model_stats.csv)."""
         return {}
 
+    def actions(self) -> int | None:
+        """How many times the strategy changed the model outside the gradient during the task that just ended (units
+        recycled or replaced, a shrink and perturb), summed into summary.csv's `strategy_actions`; None for a
+        strategy without such actions."""
+        return None
+
+    def schedule_problem(self, model: ContinualModel, phase_steps: list[int]) -> str | None:
+        """Why this strategy, with its settings, can never act in a run whose phases (tasks) have `phase_steps`
+        optimizer steps each, naming the key to change and the run's number of steps; None when it can. The run
+        prints it as a warning before training."""
+        return None
+
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned."""
+
+
+def steps_in_words(phase_steps: list[int]) -> str:
+    """The optimizer steps of a run, for a message: "40 steps (5 tasks x 8)"."""
+    total = sum(phase_steps)
+    if len(set(phase_steps)) == 1:
+        return f"{total} steps ({len(phase_steps)} tasks x {phase_steps[0]})"
+    return f"{total} steps ({len(phase_steps)} tasks, {min(phase_steps)} to {max(phase_steps)} each)"
 
 
 def trainable(model: ContinualModel) -> dict[str, torch.nn.Parameter]:

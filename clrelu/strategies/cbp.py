@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from clrelu import checks
 from clrelu.measure.plasticity import unit_activity
 from clrelu.models.base import ContinualModel
 from clrelu.models.units import UnitLayer, reinitialise
-from clrelu.strategies.base import Strategy, conv_units_problem, fixed_units_problem
+from clrelu.strategies.base import Strategy, conv_units_problem, fixed_units_problem, steps_in_words
 from clrelu.streams.base import HeadLayout, Split
 
 
@@ -108,6 +110,36 @@ class ContinualBackprop(Strategy):
 
     def stats(self) -> dict[str, float]:
         return {f"replaced_l{i}": n for i, n in enumerate(self.replaced)}
+
+    def actions(self) -> int:
+        return sum(self.replaced)
+
+    def first_replacement(self, n_units: int, limit: int) -> int | None:
+        """The step (counted from 1 over the stream) of a layer of `n_units` units' first replacement, by the same
+        arithmetic as `after_step`, or None when it comes after step `limit`."""
+        accumulated = 0.0
+        for step in range(self.maturity_threshold + 1, limit + 1):  # units are mature once older than the threshold
+            accumulated += self.replacement_rate * n_units
+            if int(accumulated) >= 1:
+                return step
+        return None
+
+    def schedule_problem(self, model: ContinualModel, phase_steps: list[int]) -> str | None:
+        total = sum(phase_steps)
+        if not self.replacement_rate or not model.unit_layers():  # switched off by its own setting
+            return None
+        widest = max(layer.n_units for layer in model.unit_layers())
+        if total <= self.maturity_threshold:
+            return (f"strategy.maturity_threshold={self.maturity_threshold}: a unit can be replaced once it is older "
+                    f"than {self.maturity_threshold} optimizer steps, and this run has {steps_in_words(phase_steps)}, "
+                    "so it never replaces a unit")
+        if self.first_replacement(widest, total) is None:
+            needed = self.maturity_threshold + math.ceil(1 / (self.replacement_rate * widest))
+            return (f"strategy.replacement_rate={self.replacement_rate:g}: with {widest} units in the widest layer, the "
+                    f"first replacement comes after about {needed} optimizer steps (maturity_threshold "
+                    f"{self.maturity_threshold} + 1 / (rate x units)), and this run has {steps_in_words(phase_steps)}, "
+                    "so it never replaces a unit")
+        return None
 
     def state_dict(self) -> dict:
         return {"utility": self.utility, "age": self.age, "accumulated": self.accumulated}

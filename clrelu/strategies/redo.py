@@ -9,7 +9,7 @@ from clrelu.errors import ConfigError
 from clrelu.measure.plasticity import dormant_scores, unit_activity
 from clrelu.models.base import ContinualModel
 from clrelu.models.units import UnitLayer, reinitialise
-from clrelu.strategies.base import Strategy, conv_units_problem, fixed_units_problem
+from clrelu.strategies.base import Strategy, conv_units_problem, fixed_units_problem, steps_in_words
 from clrelu.streams.base import HeadLayout, Split
 
 
@@ -100,6 +100,16 @@ class ReDo(Strategy):
 
     def stats(self) -> dict[str, float]:
         return {f"recycled_l{i}": n for i, n in enumerate(self.recycled)}
+
+    def actions(self) -> int:
+        return sum(self.recycled)
+
+    def schedule_problem(self, model: ContinualModel, phase_steps: list[int]) -> str | None:
+        if self.period == "task" or sum(phase_steps) >= self.period:
+            return None
+        return (f"strategy.period={self.period}: it recycles dormant units every {self.period} optimizer steps, and this "
+                f"run has {steps_in_words(phase_steps)}, so it never recycles a unit (strategy.period=task recycles "
+                "at the end of every task)")
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "recent_x": self.recent_x, "recent_task": self.recent_task, "seen": self.seen}

@@ -39,14 +39,29 @@ class ShrinkPerturb(Strategy):
         self.perturb = checks.number("strategy.perturb", perturb, minimum=0)
         self.weight_decay = checks.number("strategy.weight_decay", weight_decay, minimum=0)
         self.noise_std = checks.number("strategy.noise_std", noise_std, minimum=0)
+        self.boundary_actions = 0  # shrink-and-perturbs at the start of the current task (0 or 1)
 
     def model_problem(self, model: ContinualModel) -> str | None:
         return fixed_units_problem(model, "shrink and perturb")
 
+    def schedule_problem(self, model: ContinualModel, phase_steps: list[int]) -> str | None:
+        at_boundaries = not (self.shrink == 1 and self.perturb == 0)
+        every_step = self.weight_decay or self.noise_std
+        if at_boundaries and len(phase_steps) == 1 and not every_step:
+            return (f"strategy.shrink={self.shrink:g}, strategy.perturb={self.perturb:g}: it shrinks and perturbs at the "
+                    "start of every task after the first, and this run has one task (of "
+                    f"{phase_steps[0]} optimizer steps), so it never acts")
+        return None
+
+    def actions(self) -> int | None:
+        return self.boundary_actions if not (self.shrink == 1 and self.perturb == 0) else None
+
     @torch.no_grad()
     def before_task(self, model: ContinualModel, task_id: int) -> None:
+        self.boundary_actions = 0
         if task_id == 0 or (self.shrink == 1 and self.perturb == 0):
             return
+        self.boundary_actions = 1
         fresh = fresh_parameters(model) if self.perturb else {}
         for name, p in trainable(model).items():
             p.mul_(self.shrink)

@@ -241,6 +241,9 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
              parameters_before(model), shown(folder))
     trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator, monitor, schedule,
                       probe)
+    problem = strategy.schedule_problem(model, trainer.phase_steps())
+    if problem:
+        log.warning("strategy=%s cannot act in this run: %s", names["strategy"], problem)
     if resume:
         remove_temporaries(folder)  # of writes a kill cut short
     try:

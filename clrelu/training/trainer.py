@@ -174,6 +174,7 @@ class Trainer:
             self.record.tasks_done += len(phase.new_tasks)
             self.record.add_online(phase.row, online_accuracy, final_loss)
             self.record.add_model_stats(phase.row, {**self.model.stats(), **self.strategy.stats()})
+            self.record.add_strategy_actions(self.strategy.actions())
             tasks = self.schedule.after(phase.row, phase.new_tasks, self.stream.n_tasks)
             self._evaluate_into_record(phase.row, tasks, phases_done=index + 1)
 
@@ -233,6 +234,16 @@ class Trainer:
         self.strategy.use_optimizer(self.optimizer)
         self.optimizer.load_state_dict(saved["state"])
         self.optimizer_groups = groups
+
+    def steps(self, phase: Phase) -> int:
+        """The optimizer steps of a phase on the stream's data: `trainer.iters`, else `trainer.epochs` passes over
+        it (a strategy's `phase_data` can change them when the phase trains)."""
+        n = sum(len(self.stream.tasks[t].train) for t in phase.train_tasks)
+        return self.settings.iters or self.settings.epochs * math.ceil(n / self.settings.batch_size)
+
+    def phase_steps(self) -> list[int]:
+        """The optimizer steps of every phase of the run, in order."""
+        return [self.steps(phase) for phase in phases(self.settings.regime, self.stream.n_tasks)]
 
     def _train(self, phase: Phase) -> tuple[float, float]:
         """Train on the phase's data; return its online accuracy and final training loss (see OnlineTally)."""
