@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from clrelu.errors import RunError
 from clrelu.measure.diagnostics import ActivationMonitor
@@ -21,6 +20,7 @@ from clrelu.rundir.record import Evaluation, RunRecord
 from clrelu.strategies.base import Strategy
 from clrelu.streams.base import Stream, Task
 from clrelu.training.memory import TRIM_EVERY, release_freed_memory
+from clrelu.training.progress import Progress
 from clrelu.training.schedule import EvalSchedule
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ class Trainer:
         self.generator = generator  # the order of training batches
         self.optimizer: torch.optim.Optimizer | None = None
         self.optimizer_groups: list[list[str]] = []  # the parameter names of each group of the optimizer
+        self.progress = Progress(0, interactive=False)  # of the whole run, made by `run`
 
     def run(self, resume_from: dict | None = None) -> None:
         """Evaluate at initialisation, then train and evaluate phase after phase, writing after each.
@@ -157,6 +158,11 @@ class Trainer:
             start = 0
         else:
             start = self._restore(resume_from, all_phases)
+        steps = self.phase_steps()
+        with Progress(sum(steps), done=sum(steps[:start])) as self.progress:
+            self._run_phases(all_phases, start)
+
+    def _run_phases(self, all_phases: list[Phase], start: int) -> None:
         for index in range(start, len(all_phases)):
             phase = all_phases[index]
             started = time.perf_counter()
@@ -254,37 +260,38 @@ class Trainer:
         optimizer = self._optimizer()
         self.model.train()
         name = f"task {phase.row}" if len(phase.new_tasks) == 1 else "joint"
+        progress = self.progress
+        progress.task(name)
         step = 0
-        with tqdm(total=steps, desc=name, disable=None, leave=False, dynamic_ncols=True) as bar:
-            while step < steps:
-                order = torch.randperm(n, generator=self.generator)
-                for start in range(0, n, size):
-                    if step == steps:
-                        break
-                    x, y, task = data.gather(order[start:start + size])
-                    xb, yb, tb = self.strategy.batch(x, y, task)
-                    if self.stream.augment is not None:  # after replay mixed in its samples: they are augmented too
-                        xb = self.stream.augment(xb, self.generator)
-                    loss, logits = self.strategy.loss_and_logits(self.model, xb, yb, tb)
-                    tally.count(step, logits, loss, y, task)
-                    penalty = self.strategy.penalty(self.model, xb, tb)
-                    if penalty is not None:
-                        loss = loss + penalty
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        raise RunError(f"{name}, step {step}: the loss became {value} (a smaller optimizer.lr or a "
-                                       f"weaker strategy penalty usually avoids this); the CSVs of the finished "
-                                       f"tasks are in {self.record.folder}")
-                    optimizer.zero_grad()
-                    loss.backward()
-                    self.strategy.after_backward(self.model)
-                    optimizer.step()
-                    self.model.after_step()
-                    self.strategy.after_step(self.model)
-                    step += 1
-                    bar.update()
-                    if step % 50 == 0:
-                        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        while step < steps:
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, size):
+                if step == steps:
+                    break
+                x, y, task = data.gather(order[start:start + size])
+                xb, yb, tb = self.strategy.batch(x, y, task)
+                if self.stream.augment is not None:  # after replay mixed in its samples: they are augmented too
+                    xb = self.stream.augment(xb, self.generator)
+                loss, logits = self.strategy.loss_and_logits(self.model, xb, yb, tb)
+                tally.count(step, logits, loss, y, task)
+                penalty = self.strategy.penalty(self.model, xb, tb)
+                if penalty is not None:
+                    loss = loss + penalty
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise RunError(f"{name}, step {step}: the loss became {value} (a smaller optimizer.lr or a "
+                                   f"weaker strategy penalty usually avoids this); the CSVs of the finished "
+                                   f"tasks are in {self.record.folder}")
+                optimizer.zero_grad()
+                loss.backward()
+                self.strategy.after_backward(self.model)
+                optimizer.step()
+                self.model.after_step()
+                self.strategy.after_step(self.model)
+                step += 1
+                progress.step()
+                if step % 50 == 0:
+                    progress.loss(value)
         return tally.result()
 
     @torch.inference_mode()
@@ -353,9 +360,8 @@ class Trainer:
         self.record.write_summary()
         label = "initial" if after_task < 0 else f"after task {after_task}"
         if not evaluations:
-            if after_task >= 0:
-                log.info("%-13s not evaluated (eval.every=%d)", label, self.schedule.every)
-        elif len(evaluations) <= LOGGED_TASKS:
+            return  # a task the schedule does not evaluate prints nothing (progress says how far the run is)
+        if len(evaluations) <= LOGGED_TASKS:
             accuracies = " ".join("  -  " if math.isnan(e.accuracy) else f"{e.accuracy:.3f}" for e in evaluations)
             log.info("%-13s accuracy per task: %s", label, accuracies)
         else:
