@@ -250,7 +250,9 @@ def test_a_sweep_plot_draws_the_tasks_a_thinned_schedule_evaluated(tmp_path):
 
     for seed in (0, 1):
         run_in_process(tmp_path / f"seed={seed}", *FAST, f"seed={seed}", "eval.every=2", "eval.tasks=current")
-    accuracy = next(ax for ax in sweep_figure(tmp_path).axes if ax.get_title().startswith("mean accuracy"))
-    (line,) = accuracy.get_lines()
+    panels = {ax.get_title(): ax for ax in sweep_figure(tmp_path).axes}
+    (line,) = panels["accuracy on the task just learned (R[i, i])"].get_lines()
     assert list(line.get_xdata()) == [1, 3, 4]  # after tasks 1 and 3 (every 2nd), and after the last
     assert not np.isnan(line.get_ydata()).any()
+    (line,) = panels["mean accuracy on the tasks seen so far"].get_lines()
+    assert list(line.get_xdata()) == [4]  # the only evaluation of every task seen

@@ -27,9 +27,26 @@ def _pyplot():
 
 
 def seen_accuracy(R: pd.DataFrame) -> pd.Series:
-    """After each task i, the mean accuracy on the tasks learned so far (0..i; all of them for a joint run) that
-    were evaluated after it (NaN when none was: eval.every)."""
-    return pd.Series({i: R.loc[i, [j for j in R.columns if j <= i]].mean() for i in R.index})
+    """After each task i, the mean accuracy on the tasks learned so far (0..i; all of them for a joint run), where
+    every one of them was evaluated after it; NaN where some were not (eval.every, eval.tasks=current), so that a
+    mean over fewer tasks is never drawn as this one."""
+    means = {}
+    for i in R.index:
+        seen = R.loc[i, [j for j in R.columns if j <= i]]
+        means[i] = seen.mean() if len(seen) and seen.notna().all() else np.nan
+    return pd.Series(means, dtype=float)
+
+
+def learned_accuracy(R: pd.DataFrame) -> pd.Series:
+    """After each task i, the accuracy on task i itself, R[i, i], where it was evaluated (the one task that
+    eval.tasks=current evaluates)."""
+    return pd.Series({i: R.loc[i, i] for i in R.index if i in R.columns}, dtype=float).dropna()
+
+
+def only_learned(R: pd.DataFrame) -> bool:
+    """Whether some rows of R measured the task just learned but not every task seen so far (eval.tasks=current):
+    their R[i, i] are then drawn on their own, labelled as what they are."""
+    return not learned_accuracy(R).index.difference(seen_accuracy(R).dropna().index).empty
 
 
 def diagnostics_over_tasks(run: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -85,47 +102,56 @@ def _draw_matrix(fig, heat, R: pd.DataFrame) -> None:
     fig.colorbar(image, ax=heat, fraction=0.046)
 
 
+DEAD, DORMANT = {"linestyle": "-", "marker": "s"}, {"linestyle": ":", "marker": "o", "markerfacecolor": "none"}
+
+
 def _over_tasks(ax, frame: pd.DataFrame | None, ylabel: str, title: str, ticks: list[int], bounded: bool = True,
-                style: str = "-", suffix: str = "") -> None:
-    """Curves over tasks, one per column of `frame` (a layer, labelled with `suffix`), on a 0-1 scale unless
-    not `bounded`, over the tasks `ticks`. A curve joins the tasks it has a value for (the evaluation schedule
-    can skip some), with a marker on each when there are few."""
+                style: dict | None = None, suffix: str = "", xlabel: str = "after training task") -> None:
+    """Curves over tasks, one per column of `frame` (a layer, labelled with `suffix`, in the colour of its
+    column), drawn with `style` (line style and marker), on a 0-1 scale unless not `bounded`, over the tasks
+    `ticks`. A curve joins the tasks it has a value for (the evaluation schedule can skip some), with a marker
+    on each when there are few."""
+    style = {"linestyle": "-", "marker": "o", **(style or {})}
     if frame is not None:
         for k, layer in enumerate(frame.columns):
             curve = frame[layer].dropna()
-            ax.plot(curve.index, curve.values, style, color=f"C{k}", marker="o" if len(curve) <= MANY_TASKS else None,
-                    markersize=3, label=f"{layer}{suffix}")
+            ax.plot(curve.index, curve.values, color=f"C{k}", markersize=3, label=f"{layer}{suffix}",
+                    **{**style, "marker": style["marker"] if len(curve) <= MANY_TASKS else None})
         ax.legend(fontsize=7)
     if len(ticks) <= MANY_TASKS + 1:
         ax.set_xticks(ticks, ["init" if i < 0 else str(i) for i in ticks])
     ax.set_xlim(ticks[0] - 0.5, ticks[-1] + 0.5)
-    ax.set_xlabel("after training task")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if bounded:
         ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
 
 
-def _plasticity_panels(axes, run: Path, measures: dict[str, pd.DataFrame], ticks: list[int]) -> None:
+def _plasticity_panels(axes, run: Path, measures: dict[str, pd.DataFrame], joint: bool) -> None:
     """Online accuracy (when online.csv exists), dead and dormant fractions, effective rank and srank, and weight
-    magnitude of every hidden layer over the tasks, on four axes."""
+    magnitude of every hidden layer over the tasks, on four axes. Each panel spans the tasks it has values for: a
+    joint run probes every task once, after learning them all, and has one online accuracy."""
     online_ax, units_ax, rank_ax, weight_ax = axes
     if (run / results.ONLINE).is_file():
         online = online_accuracy(run)
+        label = "after training all tasks at once" if joint else "after training task"
         _over_tasks(online_ax, online.to_frame("online accuracy"), "accuracy on each batch before its update",
-                    "online accuracy", ticks)
+                    "online accuracy", sorted(online.index), xlabel=label)
     else:
         online_ax.set_axis_off()
+    ticks = sorted(measures["dead_fraction"].index)
+    where = {"xlabel": "task probed, after training all tasks at once" if joint else "after training task"}
     _over_tasks(units_ax, measures["dead_fraction"], "fraction of units", "dead and dormant units", ticks,
-                suffix=" dead")
+                style=DEAD, suffix=" dead", **where)
     _over_tasks(units_ax, measures["dormant_fraction"], "fraction of units", "dead and dormant units", ticks,
-                style="--", suffix=" dormant")
+                style=DORMANT, suffix=" dormant", **where)
     _over_tasks(rank_ax, measures["effective_rank"], "rank", "rank of the hidden representation", ticks,
-                bounded=False, suffix=" effective rank")
+                bounded=False, style=DEAD, suffix=" effective rank", **where)
     _over_tasks(rank_ax, measures["srank"], "rank", "rank of the hidden representation", ticks, bounded=False,
-                style="--", suffix=" srank")
+                style=DORMANT, suffix=" srank", **where)
     _over_tasks(weight_ax, measures["weight_magnitude"], "mean |w| of the incoming weights", "weight magnitude",
-                ticks, bounded=False)
+                ticks, bounded=False, **where)
 
 
 def run_figure(run: Path):
@@ -144,15 +170,20 @@ def run_figure(run: Path):
     rows = 1 + (diagnostics is not None) + 2 * (measures is not None)
     T = R.shape[1]
     fig, axes = plt.subplots(rows, 2, figsize=(min(5 + 0.9 * T, 16), 4.2 * rows), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1.2]})
+                             gridspec_kw={"width_ratios": [1, 1.2]}, layout="constrained")
     (heat, curves) = axes[0]
     _draw_matrix(fig, heat, R)
     if T <= MANY_TASKS:
         for task, task_rows in evals.groupby("eval_task"):
             curves.plot(task_rows.after_task, task_rows.accuracy, marker="o", markersize=3, label=f"task {task}")
-    seen = seen_accuracy(R).dropna()  # the rows the schedule evaluated
+    seen = seen_accuracy(R).dropna()  # the rows that evaluated every task seen so far
     curves.plot(seen.index, seen.values, "k--", linewidth=2, marker="o" if len(seen) <= MANY_TASKS else None,
-                markersize=3, label="seen tasks")
+                markersize=3, label="mean over the tasks seen so far")
+    if only_learned(R):  # eval.tasks=current: the task just learned, on its own
+        learned = learned_accuracy(R)
+        curves.plot(learned.index, learned.values, color="0.4", linestyle=":", linewidth=1.5,
+                    marker="x" if len(learned) <= MANY_TASKS else None, markersize=4,
+                    label="the task just learned (R[i, i])")
     ticks = [-1, *R.index]
     _over_tasks(curves, None, "test accuracy", "accuracy per task", ticks)
     curves.legend(fontsize=7, loc="lower left")
@@ -163,18 +194,19 @@ def run_figure(run: Path):
         _over_tasks(axes[row][1], jaccard, "mean Jaccard of task-active units", "task overlap", ticks)
         row += 1
     if measures is not None:
-        _plasticity_panels([*axes[row], *axes[row + 1]], run, measures, ticks[1:])
+        _plasticity_panels([*axes[row], *axes[row + 1]], run, measures, summary.get("regime") == "joint")
     fig.suptitle(f"{summary.model} on {summary.stream} ({summary.scenario}, seed {summary.seed}): "
                  f"ACC {summary.avg_accuracy:.3f}, forgetting {summary.avg_forgetting:.3f}", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
 def _run_curves(run: Path) -> dict[str, pd.Series]:
-    """A run's curves over its tasks: accuracy on the tasks seen so far; with diagnostics the mean sparsity and
+    """A run's curves over its tasks: accuracy on the tasks seen so far (where all were evaluated) and on the
+    task just learned; with diagnostics the mean sparsity and
     task overlap of its hidden layers; its online accuracy; and the mean over its hidden layers of the dead and
     dormant fractions and of the effective rank."""
-    curves = {"accuracy": seen_accuracy(results.read_matrix(run / results.ACCURACY))}
+    R = results.read_matrix(run / results.ACCURACY)
+    curves = {"accuracy": seen_accuracy(R), "learned": learned_accuracy(R)}
     diagnostics = diagnostics_over_tasks(run)
     if diagnostics is not None:
         sparsity, jaccard = diagnostics
@@ -202,7 +234,8 @@ def _curves_or_none(run: Path, left_out: list[str]) -> dict[str, pd.Series] | No
     return None
 
 
-SWEEP_PANELS = {"accuracy": "mean accuracy on the tasks seen so far", "sparsity": "mean hidden-layer sparsity",
+SWEEP_PANELS = {"accuracy": "mean accuracy on the tasks seen so far",
+                "learned": "accuracy on the task just learned (R[i, i])", "sparsity": "mean hidden-layer sparsity",
                 "overlap": "mean Jaccard of task-active units", "online": "online accuracy",
                 "dead": "dead units (mean over layers)", "dormant": "dormant units (mean over layers)",
                 "erank": "effective rank (mean over layers)"}
@@ -210,8 +243,9 @@ UNBOUNDED = ("erank",)  # panels not on a 0-1 scale
 
 
 def binned(curve: pd.Series, points: int = POINTS) -> pd.Series:
-    """A curve over tasks as the means of `points` equal bins of consecutive tasks, indexed by each bin's mean
-    task (the curve itself when it has at most `points` values)."""
+    """A curve over the tasks it has values for (NaN: not measured) as the means of `points` equal bins of
+    consecutive ones, indexed by each bin's mean task (the curve itself when it has at most `points` values)."""
+    curve = curve.dropna()
     if len(curve) <= points:
         return curve
     bins = np.arange(len(curve)) * points // len(curve)
@@ -237,9 +271,13 @@ def sweep_figure(folder: Path, by: list[str] | None = None, left_out: list[str] 
     if not groups:
         raise ClreluError(f"{folder}: none of its finished runs can be plotted")
     panels = [p for p in SWEEP_PANELS if all(p in c for _, runs in groups for c in runs)]
+    if not any(not c["learned"].index.difference(c["accuracy"].dropna().index).empty for _, runs in groups
+               for c in runs):
+        panels.remove("learned")  # every row that measured the task just learned measured every seen task too
     columns = min(len(panels), 4)
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns + 3, 4.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns + 3, 4.5 * rows), squeeze=False,
+                             layout="constrained")
     flat = [ax for row in axes for ax in row]
     # one colour per group: matplotlib's cycle repeats after 10, so more groups take tab20's 20 colours
     colours = [plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")(i % 20) for i in range(len(groups))]
@@ -262,9 +300,8 @@ def sweep_figure(folder: Path, by: list[str] | None = None, left_out: list[str] 
             ax.set_ylim(max(0.0, lowest - 0.05), 1.01)
     for ax in flat[len(panels):]:
         ax.set_axis_off()
-    flat[columns - 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(*flat[0].get_legend_handles_labels(), fontsize=7, loc="outside right upper")
     fig.suptitle(f"{folder.name}: {len(finished)} finished runs", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
