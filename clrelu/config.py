@@ -13,7 +13,7 @@ from clrelu.errors import ConfigError
 
 RUN_CONTROL_KEYS = ("resume", "skip_finished")  # how a run was launched, not what it computes
 # Keys that do not change what a run computes, so a resume may change them (hydra.* is never compared).
-NOT_COMPARED_ON_RESUME = (*RUN_CONTROL_KEYS, "threads")
+NOT_COMPARED_ON_RESUME = (*RUN_CONTROL_KEYS, "threads", "logger")
 
 
 def vandeven_class_order(seed: int) -> ListConfig:

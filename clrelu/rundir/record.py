@@ -84,6 +84,8 @@ class RunRecord:
         self.final_plasticity = dict.fromkeys(FINAL_PLASTICITY, float("nan"))  # of the latest task probed
         self.strategy_actions = float("nan")  # summed over the tasks; NaN for a strategy without such actions
         self.status, self.error = "running", ""
+        self.tracker = None  # told what every write appended (clrelu/loggers/base.py's Logger), or None
+        self._appended: dict[str, tuple[list[str], list[list]]] = {}  # rows appended since summary.csv was written
         self.lengths: dict[str, int] = {}  # bytes written so far to each appended file
         self._files = {ACCURACY: ["after_task", *(str(j) for j in range(n_tasks))],  # name -> header, created at
                        FORGETTING: ["after_task", *(str(j) for j in range(n_tasks))],  # the first write
@@ -232,13 +234,19 @@ class RunRecord:
     def append(self) -> None:
         """Append what was recorded since the last write to each growing file (creating it with its header the
         first time)."""
+        appended = {}
         for name, header in self._files.items():
             rows = self._pending.get(name, [])
             if rows or name not in self.lengths:
                 self.lengths[name] = append_csv(self.folder / name, header, rows, self.lengths.get(name))
+                appended[name] = (header, rows)
             self._pending[name] = []
+        self._appended.update(appended)
 
     def write_summary(self) -> None:
         """Rewrite summary.csv."""
         summary = self.summary()
         write_csv(self.folder / SUMMARY, list(summary), [list(summary.values())])
+        if self.tracker is not None:
+            self.tracker.written(self, self._appended)
+        self._appended = {}

@@ -212,6 +212,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
                                     if key != "validation"})  # a key of the run, not of the stream's builder
     make_stream, make_model = factory("stream", stream_node), factory("model", cfg.model)
     make_strategy = factory("strategy", cfg.strategy)
+    tracker = build(factory("logger", cfg.logger), "logger")  # an extra that is missing is refused here, in one line
     check_model_fits(names, make_model.func, scenario, train_settings.regime)
     check_strategy_fits(names, make_strategy.func, scenario, train_settings.regime)
     if threads:
@@ -236,6 +237,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     map_fixed_inputs(model, stream, train_settings.eval_batch_size)  # last: it can take minutes, and config is checked
     folder.mkdir(parents=True, exist_ok=True)
     record = RunRecord(folder, stream.n_tasks, meta, diagnostics=monitor is not None, config=config)
+    record.tracker = tracker
     log.info("%s with %s on %s (%d tasks, %s scenario, %s regime), %s, writing to %s", names["model"],
              names["strategy"], names["stream"], stream.n_tasks, scenario, train_settings.regime,
              parameters_before(model), shown(folder))
@@ -249,19 +251,21 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     try:
         trainer.run(resume_from=checkpoint)
         save_model(model, folder / "model.pt")
-    except Exception as exc:
-        if record.has_results():  # a record restored or measured: keep it, marked failed (never overwrite with less)
-            record.status = "failed"
+    except BaseException as exc:
+        if isinstance(exc, Exception) and record.has_results():  # a record restored or measured: keep it, marked
+            record.status = "failed"                                # failed (never overwrite with less)
             record.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             try:
                 record.write()
             except ClreluError as also:  # the disk that was full still is
                 log.warning("could not mark the run failed: %s", also)
+        tracker.finish(record)  # a signal too: the tracker's run ends with the run
         raise
     # finished: the summary says so first, then the checkpoint goes. A kill in between leaves a finished summary
     # beside a checkpoint, which every reader takes as finished (the summary decides; nothing resumes it)
     record.status = "finished"
     record.write()
+    tracker.finish(record)
     (folder / CHECKPOINT).unlink(missing_ok=True)
     remove_temporaries(folder)
     s = record.summary()
