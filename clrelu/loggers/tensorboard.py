@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from clrelu.console import shown
 from clrelu.extras import import_extra
 from clrelu.loggers.base import Logger
 
@@ -37,7 +38,7 @@ class TensorBoardLogger(Logger):
 
     def open(self, folder: Path, config: dict) -> None:
         self.writer = self.module.SummaryWriter(log_dir=str(folder / self.subdir))
-        log.info("TensorBoard event files in %s (tensorboard --logdir %s)", folder / self.subdir, folder)
+        log.info("TensorBoard event files in %s (tensorboard --logdir %s)", shown(folder / self.subdir), shown(folder))
         self.writer.add_text("config", "```yaml\n" + yaml.safe_dump(config, sort_keys=False) + "```", 0)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:

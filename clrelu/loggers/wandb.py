@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from clrelu import checks
+from clrelu.console import shown
 from clrelu.extras import import_extra
 from clrelu.loggers.base import Logger
 
@@ -37,7 +38,8 @@ class WandbLogger(Logger):
                                    name=folder.name, config=config, notes=str(folder), settings=settings,
                                    reinit="create_new")
         if self.mode == "offline":
-            log.info("W&B offline run in %s (wandb sync %s uploads it)", self.run.dir, Path(self.run.dir).parent)
+            log.info("W&B offline run in %s (wandb sync %s uploads it)", shown(Path(self.run.dir).parent),
+                     shown(Path(self.run.dir).parent))
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self.run.log(metrics, step=step)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from clrelu import checks
 from clrelu.config import check_seeds, job_config
+from clrelu.console import shown
 from clrelu.errors import ClreluError, ConfigError
 from clrelu.measure.diagnostics import ActivationMonitor
 from clrelu.measure.plasticity import PlasticityProbe
@@ -178,19 +179,6 @@ def map_fixed_inputs(model, stream: Stream, chunk: int) -> None:
         log.info("the frozen trunk runs on every batch: this stream's tasks transform or augment their samples")
 
 
-def shown(folder: Path) -> str:
-    """A folder as users typed it: relative to the working directory when it lies below it."""
-    folder = folder.resolve()
-    return str(folder.relative_to(Path.cwd())) if folder.is_relative_to(Path.cwd()) else str(folder)
-
-
-def parameters_before(model) -> str:
-    """The model's parameters before its first task, in words: a model that creates its parameters task by task
-    (a progressive net's columns) has none yet, and the count at the end of the run is logged then."""
-    count = model.n_params()
-    return f"{count:,} parameters before the first task" if count else "parameters created with each task"
-
-
 def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> RunRecord:
     """Run the experiment `cfg` describes, writing its CSV files into `folder`.
 
@@ -238,9 +226,10 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     folder.mkdir(parents=True, exist_ok=True)
     record = RunRecord(folder, stream.n_tasks, meta, diagnostics=monitor is not None, config=config)
     record.tracker = tracker
+    start_params = model.n_params()  # none for a model that creates them task by task (a progressive net's columns)
     log.info("%s with %s on %s (%d tasks, %s scenario, %s regime), %s, writing to %s", names["model"],
              names["strategy"], names["stream"], stream.n_tasks, scenario, train_settings.regime,
-             parameters_before(model), shown(folder))
+             f"{start_params} parameters" if start_params else "parameters created with each task", shown(folder))
     trainer = Trainer(model, strategy, stream, make_optimizer, train_settings, record, generator, monitor, schedule,
                       probe)
     problem = strategy.schedule_problem(model, trainer.phase_steps())
@@ -269,7 +258,8 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     (folder / CHECKPOINT).unlink(missing_ok=True)
     remove_temporaries(folder)
     s = record.summary()
-    log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s, %s parameters)",
+    grown = f"; {record.n_params} parameters at the end" if record.n_params != start_params else ""
+    log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s)%s",
              s["avg_accuracy"], s["learning_accuracy"], s["avg_forgetting"], s["bwt"], s["fwt"],
-             s["train_seconds"], s["eval_seconds"], f"{record.n_params:,}")
+             s["train_seconds"], s["eval_seconds"], grown)
     return record
