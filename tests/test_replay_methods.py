@@ -16,8 +16,6 @@ from torch.nn import functional as F
 from clrelu.config import compose
 from clrelu.errors import ConfigError
 from clrelu.models.mlp import MLP
-from clrelu.run.experiment import run_experiment
-from clrelu.run.trainer import Trainer, TrainSettings
 from clrelu.strategies import gem as gem_module
 from clrelu.strategies.agem import AGEM, agem_projection
 from clrelu.strategies.buffer import Buffer, greedy_balanced_picks, herding, reservoir_picks
@@ -28,6 +26,8 @@ from clrelu.strategies.gdumb import GDumb
 from clrelu.strategies.gem import GEM, gem_projection
 from clrelu.strategies.icarl import ICaRL
 from clrelu.streams.base import HeadLayout, Split, Stream, Task
+from clrelu.training.experiment import run_experiment
+from clrelu.training.trainer import Trainer, TrainSettings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = ["stream=synthetic", "model.hidden=[16]", "stream.n_tasks=3", "stream.train_per_class=40",
