@@ -90,7 +90,7 @@ def test_warnings_carry_their_level():
 
 def test_pnn_does_not_report_zero_parameters(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="clrelu"):
-        record = run_in_process(tmp_path / "run", *FAST, "model=pnn")
+        record = run_in_process(tmp_path / "run", *FAST, "model=pnn", "stream.n_tasks=2")
     text = caplog.text
     assert "0 parameters" not in text.replace(f"{record.n_params} parameters", "")
     assert "parameters created with each task" in text

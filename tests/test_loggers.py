@@ -96,9 +96,12 @@ def wandb_records(path: Path):
             pending = b""
 
 
-def test_wandb_offline_run_holds_the_csvs(tmp_path):
+def test_wandb_offline_run_holds_the_csvs(tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="the wandb extra is not installed")
     import json
+
+    for folder in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):  # its staging files too, in tmp_path
+        monkeypatch.setenv(folder, str(tmp_path / folder.lower()))
 
     run_in_process(tmp_path / "run", *FAST, "logger=wandb", f"logger.dir={tmp_path}")
     (path,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
