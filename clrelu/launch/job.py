@@ -112,8 +112,8 @@ def run_job(cfg: DictConfig) -> float:
 
 
 def _run_in(folder: Path, cfg: DictConfig, hydra_cfg: DictConfig, single_run: bool) -> float:
-    from clrelu.training.experiment import run_experiment  # imports torch: kept out of `clrelu run --help`
     from clrelu.rundir.lock import stop_with_sweep
+    from clrelu.training.experiment import run_experiment  # imports torch: kept out of `clrelu run --help`
 
     if not single_run:
         stop_with_sweep()

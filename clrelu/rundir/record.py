@@ -234,14 +234,12 @@ class RunRecord:
     def append(self) -> None:
         """Append what was recorded since the last write to each growing file (creating it with its header the
         first time)."""
-        appended = {}
         for name, header in self._files.items():
             rows = self._pending.get(name, [])
             if rows or name not in self.lengths:
                 self.lengths[name] = append_csv(self.folder / name, header, rows, self.lengths.get(name))
-                appended[name] = (header, rows)
+                self._appended.setdefault(name, (header, []))[1].extend(rows)
             self._pending[name] = []
-        self._appended.update(appended)
 
     def write_summary(self) -> None:
         """Rewrite summary.csv."""
