@@ -16,10 +16,11 @@ log = logging.getLogger(__name__)
 class Strategy:
     """A way of training a model on task after task. The trainer does not know strategy names: it calls
 
-    before_task (after model.begin_task) -> phase_data -> use_optimizer -> per step: batch, loss_and_logits,
-    penalty, after_backward, after_step -> after_task, and eval_logits for every evaluated batch,
+    before_task (after model.begin_task) -> phase_data -> adapt_optimizer, use_optimizer -> per step: before_step,
+    batch, loss_and_logits, penalty, after_backward, after_step -> after_task, and eval_logits for every evaluated
+    batch,
 
-    (use_optimizer only when the trainer builds an optimizer: every task, or once with
+    (adapt_optimizer and use_optimizer only when the trainer builds an optimizer: every task, or once with
     `trainer.reset_optimizer=false`), and saves `state_dict()` in every checkpoint so that a resumed run
     continues exactly.
 
@@ -42,9 +43,18 @@ class Strategy:
     def before_task(self, model: ContinualModel, task_id: int) -> None:
         """Called before the first step on task `task_id`."""
 
+    def adapt_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """The optimizer to train with, given the one the trainer built from the config, before any step or loaded
+        state: that one by default (continual backprop trains torch's Adam as Dohare et al.'s AdamGnT)."""
+        return optimizer
+
     def use_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Called whenever the trainer builds an optimizer, with it (strategies that re-initialise units reset
         its state for them)."""
+
+    def before_step(self, model: ContinualModel, epoch_fraction: float) -> None:
+        """Called before every training step, with the share of the current pass over the phase's samples that the
+        earlier batches of this pass took (0 for the first batch of every epoch; HAT anneals its gates with it)."""
 
     def batch(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor):
         """The batch to train on, given the one drawn from the task's data (replay adds samples here).

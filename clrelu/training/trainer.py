@@ -170,13 +170,15 @@ class Trainer:
                 self.model.begin_task(t)
                 self.strategy.before_task(self.model, t)
             online_accuracy, final_loss = self._train(phase)
+            self.record.train_seconds += time.perf_counter() - started
+            for t in phase.new_tasks:  # the network as training left it, before any end-of-task action (ReDo's
+                self._measure_plasticity(t)  # recycling, PackNet's pruning)
+            started = time.perf_counter()
             for t in phase.new_tasks:
                 train = self.stream.tasks[t].train
                 self.model.end_task(t, train)
                 self.strategy.after_task(self.model, t, train)
             self.record.train_seconds += time.perf_counter() - started
-            for t in phase.new_tasks:
-                self._measure_plasticity(t)
             self.record.tasks_done += len(phase.new_tasks)
             self.record.add_online(phase.row, online_accuracy, final_loss)
             self.record.add_model_stats(phase.row, {**self.model.stats(), **self.strategy.stats()})
@@ -214,7 +216,7 @@ class Trainer:
         group with the hyperparameters of its first."""
         learning = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         if self.settings.reset_optimizer or self.optimizer is None:
-            self.optimizer = self.make_optimizer(list(learning.values()))
+            self.optimizer = self.strategy.adapt_optimizer(self.make_optimizer(list(learning.values())))
             self.optimizer_groups = [list(learning)]
             self.strategy.use_optimizer(self.optimizer)
         else:
@@ -234,7 +236,7 @@ class Trainer:
         was first built), then load its state and hyperparameters."""
         params = dict(self.model.named_parameters())
         groups = saved["groups"]
-        self.optimizer = self.make_optimizer([params[name] for name in groups[0]])
+        self.optimizer = self.strategy.adapt_optimizer(self.make_optimizer([params[name] for name in groups[0]]))
         for group in groups[1:]:
             self._add_group([params[name] for name in group])
         self.strategy.use_optimizer(self.optimizer)
@@ -268,6 +270,7 @@ class Trainer:
             for start in range(0, n, size):
                 if step == steps:
                     break
+                self.strategy.before_step(self.model, start / n)
                 x, y, task = data.gather(order[start:start + size])
                 xb, yb, tb = self.strategy.batch(x, y, task)
                 if self.stream.augment is not None:  # after replay mixed in its samples: they are augmented too
