@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-NAMES = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt")  # the columns of summary()
+NAMES = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "forgetting_chaudhry", "bwt", "fwt")  # summary()
 
 
 def _mean(values, dropped=None) -> float:
@@ -44,17 +44,19 @@ def learning_accuracy(R: np.ndarray, skipped: np.ndarray | None = None) -> float
     return _mean(np.diag(R), None if skipped is None else np.diag(skipped))
 
 
-def _forgetting(R: np.ndarray, skipped: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _forgetting(R: np.ndarray, skipped: np.ndarray | None, since_learned: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The forgetting matrix and where its entries are not evaluated (vectorised: a running max down each column).
 
-    F[i, j] is not evaluated when R[i, j] was skipped or no R[l, j], l in j..i-1, was evaluated; the
-    max runs over the evaluated ones, and is NaN when one of them is undefined.
+    F[i, j] = max_l R[l, j] - R[i, j] for j < i, the max over l in j..i-1 (`since_learned`: clrelu's) or over
+    l in 0..i-1 (Chaudhry et al.'s). F[i, j] is not evaluated when R[i, j] was skipped or no R[l, j] of the max
+    was evaluated; the max runs over the evaluated ones, and is NaN when one of them is undefined.
     """
     T = R.shape[0]
     skipped = _none(R.shape) if skipped is None else skipped
     candidates = np.where(skipped, -np.inf, R)
-    candidates[np.triu_indices(T, 1)] = -np.inf  # R[l, j] with l < j comes before task j: never in its max
-    best = np.maximum.accumulate(candidates, axis=0)  # best[i, j] = max_{l in j..i}; np.maximum propagates NaN
+    if since_learned:
+        candidates[np.triu_indices(T, 1)] = -np.inf  # R[l, j] with l < j comes before task j: not in its max
+    best = np.maximum.accumulate(candidates, axis=0)  # best[i, j] = max over the rows up to i; propagates NaN
     F = np.full(R.shape, np.nan)
     F_skipped = _none(R.shape)
     below = np.tril(np.ones((T, T), dtype=bool), -1)[1:]  # j < i, rows 1..T-1
@@ -64,14 +66,32 @@ def _forgetting(R: np.ndarray, skipped: np.ndarray | None) -> tuple[np.ndarray, 
 
 
 def forgetting_matrix(R: np.ndarray, skipped: np.ndarray | None = None) -> np.ndarray:
-    """F[i, j] = max_{l in j..i-1} R[l, j] - R[i, j] for j < i, NaN otherwise (Chaudhry et al. 2018); the max runs
-    over the evaluated entries."""
+    """clrelu's forgetting: F[i, j] = max_{l in j..i-1} R[l, j] - R[i, j] for j < i, NaN otherwise: how far task j
+    fell from the best accuracy it had since it was learned. The max runs over the evaluated entries."""
     return _forgetting(R, skipped)[0]
 
 
 def average_forgetting(R: np.ndarray, skipped: np.ndarray | None = None) -> float:
-    """mean_{j < T-1} F[T-1, j]."""
+    """mean_{j < T-1} F[T-1, j], with clrelu's F (forgetting_matrix)."""
     F, F_skipped = _forgetting(R, skipped)
+    return _mean(F[-1, :-1], F_skipped[-1, :-1])
+
+
+def forgetting_chaudhry_matrix(R: np.ndarray, skipped: np.ndarray | None = None) -> np.ndarray:
+    """Chaudhry et al. (2018)'s forgetting: F[i, j] = max_{l in 0..i-1} R[l, j] - R[i, j] for j < i, NaN otherwise.
+
+    Their maximum runs over every earlier row, the rows before task j was learned included (facebookresearch/agem,
+    utils.compute_fgt: `np.max(data[:T, i]) - data[T, i]`), so it differs from clrelu's when an earlier row
+    scored task j higher than any row since (transfer in the domain scenario, a lucky untrained head). An
+    undefined earlier entry (the class scenario with active_classes=seen, a progressive net's column that did not
+    exist yet) makes it NaN; skipped entries are left out of the max.
+    """
+    return _forgetting(R, skipped, since_learned=False)[0]
+
+
+def average_forgetting_chaudhry(R: np.ndarray, skipped: np.ndarray | None = None) -> float:
+    """mean_{j < T-1} F[T-1, j] with Chaudhry et al.'s F (compute_fgt)."""
+    F, F_skipped = _forgetting(R, skipped, since_learned=False)
     return _mean(F[-1, :-1], F_skipped[-1, :-1])
 
 
@@ -95,7 +115,8 @@ def summary(R: np.ndarray, b: np.ndarray, skipped: np.ndarray | None = None,
             b_skipped: np.ndarray | None = None) -> dict[str, float]:
     """Every metric above, under the column names of summary.csv (NAMES)."""
     values = (average_accuracy(R, skipped), learning_accuracy(R, skipped), average_forgetting(R, skipped),
-              backward_transfer(R, skipped), forward_transfer(R, b, skipped, b_skipped))
+              average_forgetting_chaudhry(R, skipped), backward_transfer(R, skipped),
+              forward_transfer(R, b, skipped, b_skipped))
     return dict(zip(NAMES, values))
 
 

@@ -26,9 +26,9 @@ PLASTICITY_COLUMNS = ("task", "layer", "dead_fraction", "dormant_fraction", "eff
 FINAL_PLASTICITY = ("final_dead_fraction", "final_dormant_fraction", "final_effective_rank")  # in summary.csv
 STATUSES = ("running", "finished", "failed")
 IDENTITY_COLUMNS = ("model", "stream", "seed", "n_tasks", "tasks_done", "status")  # what marks a clrelu summary.csv
-NUMERIC_COLUMNS = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "mean_sparsity",
-                   "mean_overlap", "online_first_tenth", "online_last_tenth", *FINAL_PLASTICITY, "strategy_actions",
-                   "train_seconds", "eval_seconds", "n_params")
+NUMERIC_COLUMNS = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "forgetting_chaudhry", "bwt", "fwt",
+                   "mean_sparsity", "mean_overlap", "online_first_tenth", "online_last_tenth", *FINAL_PLASTICITY,
+                   "strategy_actions", "train_seconds", "eval_seconds", "n_params")
 
 
 def _cell(value) -> str:
