@@ -87,7 +87,7 @@ def test_shrink_and_perturb_at_a_task_boundary():
     torch.manual_seed(0)
     model = MLP(4, DOMAIN, hidden=[5])
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    ShrinkPerturb(DOMAIN, shrink=0.4, perturb=0.0).before_task(model, 0)  # the first task: untouched
+    ShrinkPerturb(DOMAIN, shrink=0.4, perturb=0.0, shrink_first=False).before_task(model, 0)  # untouched
     ShrinkPerturb(DOMAIN, shrink=0.4, perturb=0.0).before_task(model, 1)
     for name, p in model.named_parameters():
         assert torch.equal(p.detach(), before[name] * 0.4), name  # no noise: pure shrinkage
@@ -168,7 +168,7 @@ def test_cbp_replaces_exactly_the_least_useful_mature_units():
     optimizer.step()
     with torch.no_grad():
         model.heads.layers[0].weight[:, [2, 5]] = 0  # no outgoing weight: zero contribution
-    expected_utility = 0.01 * h.mean(0) * model.heads.layers[0].weight.detach().abs().sum(0)
+    expected_utility = 0.01 * h.mean(0) * model.heads.layers[0].weight.detach().abs().mean(0)
     before, state_before = snapshot(model, optimizer)
     rng = torch.get_rng_state()
     cbp.after_step(model)  # 6 mature units x 1/3: two replacements

@@ -42,11 +42,12 @@ class UnitLayer:
         return torch.cat([units + k * self.n_units for k in range(self.outputs_per_unit)])
 
     def outgoing_magnitude(self) -> torch.Tensor:
-        """Per unit, the sum of the absolute values of its outgoing weights over every reader."""
+        """Per unit, the mean of the absolute values of its outgoing weights over every reader (continual backprop's
+        `next_layer.weight.abs().mean(dim=0)`)."""
         total = torch.zeros(self.n_units, device=self.incoming.weight.device)
         for reader in self.readers:
             total += reader.weight.detach().abs().sum(0).view(self.outputs_per_unit, self.n_units).sum(0)
-        return total
+        return total / (sum(reader.out_features for reader in self.readers) * self.outputs_per_unit)
 
 
 def trunk_units(trunk: nn.Sequential, readers_of_last: list[nn.Linear], outputs_per_unit: int = 1,
@@ -68,7 +69,8 @@ def trunk_units(trunk: nn.Sequential, readers_of_last: list[nn.Linear], outputs_
 
 def _zero_optimizer_state(optimizer: torch.optim.Optimizer | None, param: torch.Tensor, index) -> None:
     """Zero the entries `index` of every per-element state tensor the optimizer keeps for `param`
-    (Adam's moments, SGD's momentum buffer). Torch keeps one step count per tensor, which stays."""
+    (Adam's moments, SGD's momentum buffer, AdamGnT's step counts). Torch's Adam keeps one step count per tensor,
+    which stays."""
     if optimizer is None:
         return
     for value in optimizer.state.get(param, {}).values():

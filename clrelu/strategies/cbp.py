@@ -10,37 +10,51 @@ from clrelu import checks
 from clrelu.measure.plasticity import unit_activity
 from clrelu.models.base import ContinualModel
 from clrelu.models.units import UnitLayer, reinitialise
+from clrelu.strategies.adam_gnt import AdamGnT
 from clrelu.strategies.base import Strategy, conv_units_problem, fixed_units_problem, steps_in_words
 from clrelu.streams.base import HeadLayout, Split
 
+UTILITIES = ("contribution", "adaptable_contribution")
+ADAM_VARIANTS = ("gnt", "adam", "torch")
+
 
 class ContinualBackprop(Strategy):
-    """After every optimizer step, for each hidden layer (the Nature paper's Eq. 1 and Algorithm 1):
+    """After every optimizer step, for each hidden layer, as their generate-and-test code does (lop/algos/gnt.py):
 
-    - every unit ages by one, and its contribution utility becomes
-      `u_i <- decay * u_i + (1 - decay) * |h_i| * sum_k |w_ik|`, h_i its output averaged over the
-      batch (with crelu, the sum of its two outputs), w_ik its outgoing weights after the step;
+    - every unit ages by one; its running mean output f_i <- decay * f_i + (1 - decay) * mean_batch h_i, and its
+      utility u_i <- decay * u_i + (1 - decay) * y_i with, per `utility`,
+      `contribution` (the Nature paper's Eq. 1): y_i = mean_batch |h_i| * mean_k |w_ik|, or
+      `adaptable_contribution` (their permuted MNIST runs): y_i = mean_batch |h_i - f_i / (1 - decay^age_i)| *
+      mean_k |w_ik| / mean_j |v_ij|, where h_i is the unit's output in the step's training forward pass (with crelu
+      the sum over its two outputs), w_ik its outgoing and v_ij its incoming weights after the step;
     - the layer's accumulator grows by `replacement_rate` times its number of mature units (older than
-      `maturity_threshold`); while it is at least 1, the mature unit of lowest utility is replaced (fresh
-      incoming weights as the layer initialises them, zero bias, zero outgoing weights, zero optimizer
-      state, utility and age 0) and the accumulator drops by 1.
+      `maturity_threshold`); while it is at least 1, the mature unit of lowest utility (divided by 1 - decay^age
+      with `bias_correction`, as their code ranks) is replaced: fresh incoming weights as the layer initialises them,
+      zero bias, zero outgoing weights, its optimizer state zeroed, utility, mean output and age 0; the accumulator
+      drops by 1.
 
-    `bias_correction: true` ranks units by `u_i / (1 - decay^age_i)`, as the reference code does
-    (lop/algos/gnt.py); the paper ranks by `u_i`.
+    Under torch's Adam, `adam_variant` gnt (their code) or adam trains with AdamGnT (strategies/adam_gnt.py), whose
+    step count is per element, so that a replaced unit's weights restart Adam from step 0; torch keeps the
+    optimizer as configured, one step count per tensor. Their code also adds a replaced unit's mean contribution
+    to the next layer's bias, after it has zeroed that mean: a no-op, left out here.
     """
 
     def __init__(self, layout: HeadLayout, replacement_rate: float = 1e-4, decay: float = 0.99,
-                 maturity_threshold: int = 100, bias_correction: bool = False):
+                 maturity_threshold: int = 100, utility: str = "contribution", bias_correction: bool = True,
+                 adam_variant: str = "gnt"):
         super().__init__(layout)
         self.replacement_rate = checks.number("strategy.replacement_rate", replacement_rate, minimum=0, maximum=1)
         self.decay = checks.number("strategy.decay", decay, minimum=0, below=1)
         self.maturity_threshold = checks.integer("strategy.maturity_threshold", maturity_threshold, minimum=0)
+        self.utility_kind = checks.choice("strategy.utility", utility, UTILITIES)
         self.bias_correction = checks.boolean("strategy.bias_correction", bias_correction)
+        self.adam_variant = checks.choice("strategy.adam_variant", adam_variant, ADAM_VARIANTS)
         self.layers: list[UnitLayer] = []
         self.optimizer: torch.optim.Optimizer | None = None
         self.hooks: list = []
         self.outputs: dict[str, torch.Tensor] = {}  # each layer's output in the step's training forward pass
         self.utility: list[torch.Tensor] = []
+        self.mean_output: list[torch.Tensor] = []  # per output column, the running mean of its value (f)
         self.age: list[torch.Tensor] = []
         self.accumulated: list[float] = []
         self.replaced: list[int] = []  # units replaced per layer during the current task
@@ -50,11 +64,18 @@ class ContinualBackprop(Strategy):
             return "the model has no hidden layer whose units it could replace"
         return fixed_units_problem(model, "replace") or conv_units_problem(model, "replace")
 
+    def adapt_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        if self.adam_variant == "torch" or type(optimizer) is not torch.optim.Adam:
+            return optimizer
+        return AdamGnT.like(optimizer, self.adam_variant)
+
     def before_task(self, model: ContinualModel, task_id: int) -> None:
         self.layers = model.unit_layers()
         if not self.utility:
             device = self.layers[0].incoming.weight.device
             self.utility = [torch.zeros(layer.n_units, device=device) for layer in self.layers]
+            self.mean_output = [torch.zeros(layer.n_units * layer.outputs_per_unit, device=device)
+                                for layer in self.layers]
             self.age = [torch.zeros(layer.n_units, dtype=torch.long, device=device) for layer in self.layers]
             self.accumulated = [0.0] * len(self.layers)
         self.replaced = [0] * len(self.layers)
@@ -74,6 +95,17 @@ class ContinualBackprop(Strategy):
     def use_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
 
+    def _new_utility(self, i: int, layer: UnitLayer, h: torch.Tensor) -> torch.Tensor:
+        """y_i of every unit of layer i on the step's outputs h (see the class docstring); updates its mean output."""
+        outgoing = layer.outgoing_magnitude()
+        if self.utility_kind == "contribution":
+            return unit_activity(h, layer.n_units).mean(0) * outgoing
+        self.mean_output[i].mul_(self.decay).add_(h.mean(0), alpha=1 - self.decay)
+        columns_age = self.age[i].repeat(layer.outputs_per_unit)
+        corrected = self.mean_output[i] / (1 - self.decay ** columns_age.double()).float()
+        incoming = layer.incoming.weight.detach().abs().mean(1)
+        return unit_activity(h - corrected, layer.n_units).mean(0) * outgoing / incoming
+
     @torch.no_grad()
     def after_step(self, model: ContinualModel) -> None:
         if not self.replacement_rate:
@@ -81,12 +113,13 @@ class ContinualBackprop(Strategy):
         chosen = []
         for i, layer in enumerate(self.layers):  # every utility first, from the weights after the step
             self.age[i] += 1
-            activity = unit_activity(self.outputs[layer.name], layer.n_units).mean(0)
-            self.utility[i].mul_(self.decay).add_(activity * layer.outgoing_magnitude(), alpha=1 - self.decay)
+            new = self._new_utility(i, layer, self.outputs[layer.name])
+            self.utility[i].mul_(self.decay).add_(new, alpha=1 - self.decay)
             chosen.append(self._to_replace(i))
         for i, (layer, units) in enumerate(zip(self.layers, chosen)):
             reinitialise(layer, units, self.optimizer)
             self.utility[i][units] = 0
+            self.mean_output[i][layer.columns(units)] = 0
             self.age[i][units] = 0
             self.replaced[i] += len(units)
 
@@ -142,7 +175,9 @@ class ContinualBackprop(Strategy):
         return None
 
     def state_dict(self) -> dict:
-        return {"utility": self.utility, "age": self.age, "accumulated": self.accumulated}
+        return {"utility": self.utility, "mean_output": self.mean_output, "age": self.age,
+                "accumulated": self.accumulated}
 
     def load_state_dict(self, state: dict) -> None:
         self.utility, self.age, self.accumulated = state["utility"], state["age"], state["accumulated"]
+        self.mean_output = state["mean_output"]
