@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from clrelu import checks
 from clrelu.models.base import ContinualModel
 from clrelu.strategies.base import CurvatureCap, Strategy, trainable, weighted_distance
+from clrelu.strategies.per_sample import LinearTrace, per_sample_gradients
 from clrelu.streams.base import HeadLayout, Split
 
 CHUNK = 1024  # samples per forward pass when computing the Fisher
@@ -42,28 +41,18 @@ def _linear_fisher(model: ContinualModel, params: dict, data: Split, task: int, 
     """The summed (weighted) squared per-sample gradients when every trainable parameter is the weight or bias of
     a linear layer called at most once per forward pass, or None when the model is not like that.
 
-    Per sample n and label, the gradient of a linear layer's weight is the outer product of the gradient at its
-    output (d_n) and its input (a_n), so the weighted sum over n of its square is (w * d^2)^T (a^2): one matmul
-    per layer, after one backward pass per label (for `expected`, one per class the head can answer).
+    The weighted sum over n of the squared outer products d_n a_n^T is (w * d^2)^T (a^2): one matmul per layer,
+    after one backward pass per label (for `expected`, one per class the head can answer).
     """
-    linears = {m: (m.weight, m.bias) for m in model.modules() if isinstance(m, nn.Linear)}
-    owned = {id(p) for pair in linears.values() for p in pair if p is not None}
-    if any(id(p) not in owned for p in params.values()):
+    trace = LinearTrace(model, params)
+    if not trace.usable:
         return None
-    names = {id(p): name for name, p in params.items()}
     sums = {name: torch.zeros_like(p) for name, p in params.items()}
     for x, y in data.chunks(CHUNK):
-        calls = []
-        hooks = [m.register_forward_hook(lambda mod, inp, out, calls=calls: calls.append((mod, inp[0].detach(), out)))
-                 for m in linears]
-        try:
-            logits = model(x, task)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        if len({id(mod) for mod, _, _ in calls}) != len(calls):
-            return None  # a layer used twice: the outer-product shortcut does not hold
-        used = [(mod, a, out) for mod, a, out in calls if out.requires_grad]
+        traced = trace.forward(x, task)
+        if traced is None:
+            return None
+        logits, used = traced
         squares = [torch.zeros_like(out) for _, _, out in used]
         pairs = _labels(logits, y, mode)
         for i, (labels, weight) in enumerate(pairs):
@@ -74,28 +63,19 @@ def _linear_fisher(model: ContinualModel, params: dict, data: Split, task: int, 
                 if d is not None:
                     square += d.pow(2) if weight is None else d.pow(2) * weight[:, None]
         for (mod, a, _), square in zip(used, squares):
-            if id(mod.weight) in names:
-                sums[names[id(mod.weight)]] += square.T @ a.pow(2)
-            if mod.bias is not None and id(mod.bias) in names:
-                sums[names[id(mod.bias)]] += square.sum(0)
+            trace.add_products(sums, mod, square, a.pow(2))
     return sums
 
 
 def _per_sample_fisher(model: ContinualModel, params: dict, data: Split, task: int, mode: str):
     """The summed (weighted) squared per-sample gradients of any model, with torch.func (slower)."""
-    detached = {name: p.detach() for name, p in params.items()}
-    buffers = dict(model.named_buffers())
-
-    def log_likelihood(p, xi, yi):
-        return _log_likelihood(functional_call(model, (p, buffers), (xi.unsqueeze(0), task)), yi.view(1)).squeeze()
-
-    per_sample = vmap(grad(log_likelihood), in_dims=(None, 0, 0))
+    per_sample = per_sample_gradients(model, params, task, lambda logits, yi: _log_likelihood(logits, yi.view(1))[0])
     sums = {name: torch.zeros_like(p) for name, p in params.items()}
     for xs, y in data.chunks(256):
         with torch.no_grad():
             logits = model(xs, task)
         for labels, weight in _labels(logits, y, mode):
-            for name, g in per_sample(detached, xs, labels).items():
+            for name, g in per_sample(xs, labels).items():
                 square = g.pow(2)
                 if weight is not None:
                     square = square * weight.view(-1, *[1] * (g.dim() - 1))
