@@ -178,3 +178,18 @@ def test_the_probe_sees_the_network_before_the_strategys_end_of_task_action(tmp_
     # ... and the probe of task 0 saw the network training left, identical to naive's (same training so far)
     pd.testing.assert_frame_equal(probed[0][probed[0].task == 0], probed[1][probed[1].task == 0])
     assert naive.status == redo.status == "finished"
+
+
+def test_the_plasticity_experiment_runs_cbp_with_their_permuted_mnist_choices():
+    from omegaconf import OmegaConf
+
+    from clrelu.config import compose
+    from clrelu.run.experiment import factory
+
+    cfg, _ = compose(["experiment=plasticity_permuted", "strategy=cbp"])
+    factory("strategy", cfg.strategy)  # every key is one the strategy takes
+    chosen = OmegaConf.to_container(cfg.strategy)
+    assert chosen["utility"] == "adaptable_contribution" and chosen["bias_correction"] is True
+    assert (chosen["replacement_rate"], chosen["decay"], chosen["maturity_threshold"]) == (1e-4, 0.99, 100)
+    assert chosen["adam_variant"] == "gnt" and cfg.optimizer._target_ == "torch.optim.Adam"
+    assert OmegaConf.to_container(compose(["strategy=cbp"])[0].strategy)["utility"] == "contribution"
