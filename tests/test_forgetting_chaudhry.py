@@ -64,7 +64,7 @@ def test_undefined_and_skipped_entries_as_clrelus_metrics_handle_them():
 def test_summary_csv_has_both(tmp_path, scenario):
     record = run_in_process(tmp_path / "run", "stream=synthetic", "stream.n_tasks=3", "model.hidden=[16]",
                             "stream.train_per_class=30", "stream.test_per_class=20", f"stream.scenario={scenario}",
-                            "plasticity.enabled=false", "diagnostics.enabled=false")
+                            "plasticity.enabled=false", "diagnostics.enabled=false", "threads=1")
     summary = pd.read_csv(tmp_path / "run" / "summary.csv").iloc[0]
     assert summary.avg_forgetting == pytest.approx(metrics.average_forgetting(record.R))
     if scenario == "domain":

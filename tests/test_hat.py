@@ -16,7 +16,7 @@ from clrelu.streams.base import HeadLayout
 
 TASK = HeadLayout("task", n_tasks=3, classes_per_task=2)
 RUN = ["model=hat", "strategy=hat", "stream=synthetic", "stream.n_tasks=3", "model.hidden=[16,16]",
-       "stream.train_per_class=50", "stream.test_per_class=20", "trainer.batch_size=25"]
+       "stream.train_per_class=50", "stream.test_per_class=20", "trainer.batch_size=25", "threads=1"]
 
 
 def test_the_slope_anneals_from_one_over_s_max_to_s_max_within_every_epoch():

@@ -14,7 +14,7 @@ from clrelu.strategies.packnet import PackNet
 METHODS = {"mas": ("mlp", MLP, MAS), "packnet": ("packnet", PackNetNet, PackNet), "hat": ("hat", HatNet, HAT)}
 STREAM = ["stream=synthetic", "stream.n_tasks=3", "stream.classes_per_task=2", "stream.train_per_class=60",
           "stream.test_per_class=30", "model.hidden=[32]", "trainer.batch_size=16", "trainer.epochs=2",
-          "optimizer=adam", "optimizer.lr=0.01", "plasticity.enabled=false", "diagnostics.enabled=false"]
+          "optimizer=adam", "optimizer.lr=0.01", "plasticity.enabled=false", "diagnostics.enabled=false", "threads=1"]
 CASES = [(name, scenario) for name, (_, model, strategy) in METHODS.items()
          for scenario in strategy.scenarios if scenario in model.scenarios]
 

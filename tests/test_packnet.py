@@ -13,7 +13,7 @@ from clrelu.streams.base import HeadLayout
 TASK = HeadLayout("task", n_tasks=3, classes_per_task=2)
 RUN = ["model=packnet", "strategy=packnet", "stream=synthetic", "stream.n_tasks=3", "model.hidden=[16,8]",
        "stream.train_per_class=60", "stream.test_per_class=30", "trainer.batch_size=16", "trainer.epochs=2",
-       "optimizer=adam", "optimizer.lr=0.01"]
+       "optimizer=adam", "optimizer.lr=0.01", "threads=1"]
 
 
 def test_pruning_frees_exactly_the_fraction_of_smallest_weights_in_every_layer():

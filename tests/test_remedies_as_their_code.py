@@ -16,7 +16,7 @@ from clrelu.streams.base import HeadLayout
 
 DOMAIN = HeadLayout("domain", n_tasks=2, classes_per_task=3)
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20",
-        "trainer.batch_size=16", "optimizer=adam", "stream.n_tasks=3"]
+        "trainer.batch_size=16", "optimizer=adam", "stream.n_tasks=3", "threads=1"]
 
 
 def their_adamgnt(theta, grads, resets, lr, betas, eps, weight_decay, variant):
