@@ -184,7 +184,7 @@ def test_the_plasticity_experiment_runs_cbp_with_their_permuted_mnist_choices():
     from omegaconf import OmegaConf
 
     from clrelu.config import compose
-    from clrelu.run.experiment import factory
+    from clrelu.training.experiment import factory
 
     cfg, _ = compose(["experiment=plasticity_permuted", "strategy=cbp"])
     factory("strategy", cfg.strategy)  # every key is one the strategy takes
