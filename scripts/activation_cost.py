@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from clrelu.config import compose
 from clrelu.models.layers import ACTIVATIONS
 from clrelu.models.mlp import MLP
-from clrelu.training.experiment import build, factory
+from clrelu.training.experiment import build, stream_factory
 
 
 def everything(split) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg, _ = compose([f"stream={args.stream}"])
-    stream = build(factory("stream", cfg.stream), "stream")
+    stream = build(stream_factory(cfg.stream), "stream")
     hidden = [int(w) for w in args.hidden.split(",")]
     activations = sorted(ACTIVATIONS)
     seconds = {a: ([], []) for a in activations}

@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from clrelu.config import compose
-from clrelu.training.experiment import build, factory, run_experiment
+from clrelu.training.experiment import build, run_experiment, stream_factory
 
 # The work of the issue: 784-400 ReLU MLP, a head per task, SGD lr 0.01 momentum 0.9, batch 128, one epoch.
 COMMON = ["model=mlp", "model.hidden=[400]", "optimizer=sgd", "optimizer.lr=0.01", "optimizer.momentum=0.9",
@@ -106,7 +106,7 @@ def bare_loop(cfg) -> tuple[float, float, list[list[float]]]:
     accuracy matrix)."""
     torch.manual_seed(cfg.seed)  # as clrelu seeds before building the stream and the model
     generator = torch.Generator().manual_seed(cfg.seed)
-    stream = build(factory("stream", cfg.stream), "stream")
+    stream = build(stream_factory(cfg.stream), "stream")
     train = [materialised(task.train) for task in stream.tasks]
     test = [materialised(task.test) for task in stream.tasks]
     width, classes = cfg.model.hidden[-1], stream.classes_per_task

@@ -10,6 +10,7 @@ from clrelu.measure.diagnostics import ActivationMonitor
 from clrelu.models.layers import make_activation
 from clrelu.models.mlp import MLP
 from clrelu.models.sparse import SparsePerceptron
+from clrelu.strategies.base import Strategy
 from clrelu.streams.base import Split, Stream, Task
 from clrelu.streams.synthetic import synthetic_stream
 from clrelu.training.trainer import Trainer, TrainSettings
@@ -31,7 +32,7 @@ def hand_built(activation: str = "relu", tolerance: float = 0.0, bias: float = 0
         model.trunk[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]))
         model.trunk[0].bias.fill_(bias)
     monitor = ActivationMonitor(model, zero_tolerance=tolerance, unit_threshold=0.05)
-    Trainer(model, None, stream, None, TrainSettings(), None, None, monitor).evaluate()
+    Trainer(model, Strategy(stream.layout), stream, None, TrainSettings(), None, None, monitor).evaluate()
     return monitor
 
 
@@ -91,7 +92,7 @@ def test_k_winners_sparsity_is_at_least_1_minus_k_and_exact_where_enough_units_f
                               test_per_class=50, noise=1.0, seed=0, train_limit=None, test_limit=None)
     model = SparsePerceptron(32, stream.layout, hidden=[100, 50], k=0.1, protect=False)
     monitor = ActivationMonitor(model)
-    Trainer(model, None, stream, None, TrainSettings(), None, None, monitor).evaluate()
+    Trainer(model, Strategy(stream.layout), stream, None, TrainSettings(), None, None, monitor).evaluate()
     rows = pd.DataFrame(monitor.activations)
     assert set(rows.layer) == {"trunk.2", "trunk.5"}
     assert (rows.sparsity >= 0.9).all()
@@ -133,7 +134,7 @@ def test_overlap_of_a_pass_over_many_tasks_keeps_the_pairs_of_its_focus_task(mon
     def overlap(limit):
         monkeypatch.setattr(diagnostics, "ALL_PAIRS_UP_TO", limit)
         monitor = ActivationMonitor(model)
-        Trainer(model, None, stream, None, TrainSettings(), None, None, monitor).evaluate(focus=7)
+        Trainer(model, Strategy(stream.layout), stream, None, TrainSettings(), None, None, monitor).evaluate(focus=7)
         return {(r["task_a"], r["task_b"]): r["jaccard"] for r in monitor.overlap}
 
     every_pair, bounded = overlap(100), overlap(20)

@@ -175,7 +175,7 @@ def test_a_job_claims_its_folder_and_refuses_one_another_job_wrote(tmp_path):
 
 @pytest.mark.parametrize("words, message", [
     (["model=../stream/synthetic"], "model=../stream/synthetic: a config option is a name, not a path; valid choices "
-                                    "are mlp, multitask, pnn, sparse, transfer"),
+                                    "are hat, mlp, multitask, packnet, pnn, sparse, transfer"),
     (["experiment=../model/mlp"], "experiment=../model/mlp: a config option is a name, not a path; valid choices are "
                                   "activation_sweep, hsu_split_mnist"),
     (["-m", "model=mlp,../stream/synthetic"], "model=../stream/synthetic: a config option is a name"),
@@ -195,7 +195,7 @@ def test_config_group_options_are_names_not_paths(tmp_path, capsys, monkeypatch,
 def test_help_lists_what_a_user_chooses(capsys):
     assert run_command(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "model: mlp, multitask, pnn, sparse, transfer" in out and "hydra/launcher: basic" in out
+    assert "model: hat, mlp, multitask, packnet, pnn, sparse, transfer" in out and "hydra/launcher: basic" in out
     assert "experiment_strategy" not in out and "--experimental-rerun" not in out
 
 

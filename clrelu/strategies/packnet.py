@@ -24,7 +24,7 @@ def fractions(value) -> list[float]:
 
 class PackNet(Strategy):
     """Trains `model=packnet` (models/packnet.py) the way their scripts run (arunmallya/packnet src/main.py,
-    scripts/run_sequence.sh): task t trains on its free weights, then, unless it is the stream's last task
+    its run_sequence.sh script): task t trains on its free weights, then, unless it is the stream's last task
     (`prune_last_task`), `prune_fraction` of its weights in every layer are pruned (main.py --mode prune) and the
     rest fine-tuned for `post_prune_share` times the task's training steps (--post_prune_epochs 10 after
     --finetune_epochs 20) with a fresh optimizer of the run's kind and settings, its learning rate times

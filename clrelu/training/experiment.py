@@ -55,6 +55,12 @@ def factory(group: str, node: DictConfig) -> functools.partial:
     return make
 
 
+def stream_factory(node: DictConfig) -> functools.partial:
+    """The stream's builder with its config bound; `validation` is a key of the run, not of the builder."""
+    return factory("stream", OmegaConf.create({key: value for key, value in OmegaConf.to_container(node, resolve=True).items()
+                                               if key != "validation"}))
+
+
 def build(make: functools.partial, group: str, **runtime):
     """Call a factory with the arguments only known at run time (input size, head layout, ...)."""
     try:
@@ -196,9 +202,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     scenario = checks.choice("stream.scenario", cfg.stream.scenario, SCENARIOS)
     make_optimizer = optimizer_factory(cfg.optimizer)
     validation = validation_fraction(cfg.stream.get("validation", 0.0))
-    stream_node = OmegaConf.create({key: value for key, value in OmegaConf.to_container(cfg.stream, resolve=True).items()
-                                    if key != "validation"})  # a key of the run, not of the stream's builder
-    make_stream, make_model = factory("stream", stream_node), factory("model", cfg.model)
+    make_stream, make_model = stream_factory(cfg.stream), factory("model", cfg.model)
     make_strategy = factory("strategy", cfg.strategy)
     tracker = build(factory("logger", cfg.logger), "logger")  # an extra that is missing is refused here, in one line
     check_model_fits(names, make_model.func, scenario, train_settings.regime)
