@@ -13,7 +13,7 @@ from clrelu.errors import ConfigError
 from clrelu.models.mlp import MLP
 from clrelu.rundir.record import RunRecord
 from clrelu.strategies.naive import Naive
-from clrelu.streams.base import Split, Stream, Task
+from clrelu.streams.base import Split, Stream, Task, as_float
 from clrelu.streams.permuted import permuted_stream
 from clrelu.streams.rotated import Rotation, rotated_stream
 from clrelu.streams.split import split_stream
@@ -258,10 +258,10 @@ def test_rotation_by_0_is_the_identity_and_by_90_is_rot90(interpolation):
     rows = images.view(5, -1)
     as_floats = images.float().div_(255)
     for degrees, k in ((0.0, 0), (90.0, 1), (180.0, 2), (270.0, 3), (-90.0, 3)):
-        rotated = Rotation(degrees, (2, 7, 7), interpolation)(rows).view(5, 2, 7, 7)
+        rotated = as_float(Rotation(degrees, (2, 7, 7), interpolation)(rows)).view(5, 2, 7, 7)
         assert torch.equal(rotated, torch.rot90(as_floats, k, dims=(2, 3))), degrees
     wide = torch.randint(0, 256, (3, 1, 6, 6), dtype=torch.uint8)  # even size: the centre lies between pixels
-    assert torch.equal(Rotation(90.0, (1, 6, 6), interpolation)(wide.view(3, -1)).view(3, 1, 6, 6),
+    assert torch.equal(as_float(Rotation(90.0, (1, 6, 6), interpolation)(wide.view(3, -1))).view(3, 1, 6, 6),
                        torch.rot90(wide.float().div_(255), 1, dims=(2, 3)))
 
 
@@ -269,7 +269,8 @@ def test_rotation_turns_counter_clockwise_and_interpolates_between_pixels():
     image = torch.zeros(1, 5, 5, dtype=torch.uint8)
     image[0, 0, 4] = 255  # the top-right corner
     turned = Rotation(90.0, (1, 5, 5), "nearest")(image.view(1, -1)).view(5, 5)
-    assert turned[0, 0] == 1.0 and turned.sum() == 1.0  # counter-clockwise: top-right goes to top-left
+    assert turned.dtype == torch.uint8  # nearest taps only move pixels: bytes stay bytes
+    assert turned[0, 0] == 255 and turned.sum() == 255  # counter-clockwise: top-right goes to top-left
     # 45 degrees, bilinear, a horizontal line through the centre of a 3 x 3 image: it turns into the diagonal from
     # bottom left to top right. The top-right output pixel reads the input at (row 1, column 1 + sqrt 2): 0.586 of
     # the line's last pixel and 0.414 of the zero outside; the top-left one reads above row 0, outside: 0.

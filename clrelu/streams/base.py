@@ -3,7 +3,9 @@
 A stream keeps one copy of its dataset (a `Pool`). A task's training and test data are `Split`s of
 it: which rows they use, how the dataset's labels map to the scenario's targets, and a transform
 (a pixel permutation, a rotation) applied when rows are read. So every task costs a few small
-tensors, and a stream of 1,000 tasks takes hardly more memory than one of 10.
+tensors, and a stream of 1,000 tasks takes hardly more memory than one of 10. Evaluation reads the
+same test images again and again: an `EvaluationCache` keeps tasks' transformed test images, each made when
+its task is first evaluated, within a fixed budget (a share of the dataset's size, not per task).
 """
 
 from __future__ import annotations
@@ -53,6 +55,34 @@ class Pool:
         self.x, self.y = self.x.to(device), self.y.to(device)
 
 
+class EvaluationCache:
+    """Memory, shared by a stream's test splits, for their transformed inputs, kept between evaluations: at most
+    `budget` bytes, given to the splits in the order they are first read whole (the tasks first evaluated);
+    a split that does not fit is transformed chunk by chunk, as without a cache."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.used = 0
+
+    @classmethod
+    def share_of(cls, fraction: float, pools: list[Pool]) -> EvaluationCache | None:
+        """A cache of `fraction` (config key `stream.test_cache`) times the size of the pools' inputs; None for 0."""
+        if fraction == 0:
+            return None
+        size = sum(pool.x.numel() * pool.x.element_size() for pool in pools)
+        return cls(int(fraction * size))
+
+    def reserve(self, nbytes: int) -> bool:
+        """Take `nbytes` of the budget if they are left."""
+        if self.used + nbytes > self.budget:
+            return False
+        self.used += nbytes
+        return True
+
+    def release(self, nbytes: int) -> None:
+        self.used -= nbytes
+
+
 class Transform(Protocol):
     """What a task does to the rows it reads (the pool's dtype in; uint8 or float32 rows out)."""
 
@@ -75,6 +105,8 @@ class Split:
         self.labels = labels
         self.rows = None if rows is None else rows.to(torch.int32)  # index_select takes int32 and int64
         self.transform = transform
+        self.cache: EvaluationCache | None = None  # where `chunks` may keep the transformed inputs (test splits)
+        self.kept: torch.Tensor | None = None  # the inputs after the transform, all rows, once kept
 
     @classmethod
     def of(cls, x: torch.Tensor, y: torch.Tensor) -> Split:
@@ -85,14 +117,18 @@ class Split:
     def __len__(self) -> int:
         return len(self.pool.x) if self.rows is None else len(self.rows)
 
+    def _inputs(self, rows: torch.Tensor | slice) -> torch.Tensor:
+        """The inputs of pool rows `rows` after the transform, in its dtype (uint8 pixels that only moved stay
+        uint8)."""
+        x = self.pool.x[rows] if isinstance(rows, slice) else self.pool.x.index_select(0, rows)
+        return x if self.transform is None else self.transform(x)
+
+    def _targets(self, rows: torch.Tensor | slice) -> torch.Tensor:
+        y = self.pool.y[rows] if isinstance(rows, slice) else self.pool.y.index_select(0, rows)
+        return self.labels.index_select(0, y)
+
     def _read_stored(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(rows, slice):
-            x, y = self.pool.x[rows], self.pool.y[rows]
-        else:
-            x, y = self.pool.x.index_select(0, rows), self.pool.y.index_select(0, rows)
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.labels.index_select(0, y)
+        return self._inputs(rows), self._targets(rows)
 
     def _read(self, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self._read_stored(rows)
@@ -113,10 +149,35 @@ class Split:
         return self._read_stored(self._rows(idx))
 
     def chunks(self, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Every sample of the split, in order, `size` at a time."""
-        for start in range(0, len(self), size):
-            stop = min(start + size, len(self))
-            yield self._read(slice(start, stop) if self.rows is None else self.rows[start:stop])
+        """Every sample of the split, in order, `size` at a time.
+
+        With a cache, the inputs of a split whose rows are transformed are kept, as the transform makes
+        them, the first time they are all read, when they fit in the cache's budget, and sliced from
+        then on: the same values as transforming every chunk again."""
+        n = len(self)
+        bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
+        rows = [slice(a, b) if self.rows is None else self.rows[a:b] for a, b in bounds]
+        if self.kept is not None:
+            for (a, b), r in zip(bounds, rows):
+                yield as_float(self.kept[a:b]), self._targets(r)
+            return
+        keep, nbytes, complete = None, 0, False
+        try:
+            for (a, b), r in zip(bounds, rows):
+                x = self._inputs(r)
+                if a == 0 and self.cache is not None and self.transform is not None:
+                    nbytes = n * x[0].numel() * x.element_size()
+                    keep = x.new_empty((n, *x.shape[1:])) if self.cache.reserve(nbytes) else None
+                if keep is not None:
+                    keep[a:b] = x
+                yield as_float(x), self._targets(r)
+            complete = True
+        finally:
+            if keep is not None:
+                if complete:
+                    self.kept = keep
+                else:  # the reader stopped early: give the budget back
+                    self.cache.release(nbytes)
 
     def targets(self) -> torch.Tensor:
         """The target of every sample, in order, without reading any input."""
@@ -130,6 +191,8 @@ class Split:
     def to(self, device: torch.device) -> None:
         """Move the split's own tensors (not the pool's: `Stream.to` moves every pool once)."""
         self.labels = self.labels.to(device)
+        if self.kept is not None:
+            self.kept = self.kept.to(device)
         if self.rows is not None:
             self.rows = self.rows.to(device)
         if self.transform is not None:
@@ -226,8 +289,9 @@ def limited_rows(n: int, limit: int | None, generator: torch.Generator) -> torch
 
 
 def make_stream(parts: list[TaskSplits], scenario: str, active_classes: str = "seen",
-                image_shape: tuple[int, int, int] | None = None) -> Stream:
-    """Number the tasks and map local labels to the targets of `scenario` (`active_classes`: see ACTIVE_CLASSES).
+                image_shape: tuple[int, int, int] | None = None, test_cache: EvaluationCache | None = None) -> Stream:
+    """Number the tasks and map local labels to the targets of `scenario` (`active_classes`: see ACTIVE_CLASSES);
+    the test splits share `test_cache`.
 
     task and domain keep the local label (0..c-1); class shifts task t's labels by t*c so that
     one shared head has a unit for every class of the stream.
@@ -242,5 +306,6 @@ def make_stream(parts: list[TaskSplits], scenario: str, active_classes: str = "s
         shift = t * c if scenario == "class" else 0
         for split in (part.train, part.test):
             split.labels = torch.where(split.labels >= 0, split.labels + shift, split.labels)
+        part.test.cache = test_cache
         tasks.append(Task(t, part.classes, part.train, part.test))
     return Stream(tasks, scenario, c, active_classes, image_shape)

@@ -28,7 +28,9 @@ def _draw_permutation(t: int, data: ImageData, generator: torch.Generator) -> Pe
 
 
 def permuted_stream(dataset: str, root: str, scenario: str, n_tasks: int, seed: int,
-                    train_limit: int | None, test_limit: int | None, active_classes: str = "seen") -> Stream:
-    """`n_tasks` tasks, each with all classes and pixels shuffled by a permutation drawn from `seed`."""
+                    train_limit: int | None, test_limit: int | None, active_classes: str = "seen",
+                    test_cache: float = 0.5) -> Stream:
+    """`n_tasks` tasks, each with all classes and pixels shuffled by a permutation drawn from `seed`; the permuted
+    test images of the tasks first evaluated kept in `test_cache` times the dataset's size."""
     return transformed_stream(dataset, root, scenario, n_tasks, seed, train_limit, test_limit, active_classes,
-                              _draw_permutation)
+                              _draw_permutation, test_cache)

@@ -57,13 +57,17 @@ class Rotation:
         self.interpolation = interpolation
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows of the pool's dtype in. With nearest taps uint8 rows stay uint8 (the rotation only moves pixels and
+        blanks those from outside the image, so the pixels are gathered as bytes, not as 4-byte floats); bilinear
+        taps mix pixels, so their rows are made float32 in [0, 1] (`as_float`) once, before the taps are gathered."""
         channels, height, width = self.shape
         index, weight = rotation_taps(self.degrees, height, width, self.interpolation)
         n = len(x)
-        x = as_float(x).view(n * channels, height * width)
+        x = (x if self.interpolation == "nearest" else as_float(x)).reshape(n * channels, height * width)
         out = None
         for tap, tap_weight in zip(index, weight):  # one tap at a time: an evaluation chunk needs no 4x buffer
-            term = take_columns(x, tap.to(x.device), tap.numpy()).mul_(tap_weight.to(x.device))
+            term = take_columns(x, tap.to(x.device), tap.numpy())
+            term.mul_(tap_weight.to(x.device, x.dtype))  # nearest: exactly 1 inside the image and 0 outside
             out = term if out is None else out.add_(term)
         return out.view(n, channels * height * width)
 
@@ -73,9 +77,10 @@ class Rotation:
 
 def rotated_stream(dataset: str, root: str, scenario: str, n_tasks: int, seed: int, train_limit: int | None,
                    test_limit: int | None, min_angle: float = 0.0, max_angle: float = 180.0,
-                   interpolation: str = "nearest", active_classes: str = "seen") -> Stream:
+                   interpolation: str = "nearest", active_classes: str = "seen", test_cache: float = 0.5) -> Stream:
     """`n_tasks` tasks, task t rotating every image by an angle drawn uniformly from the t-th of `n_tasks` equal
-    parts of [min_angle, max_angle) degrees (GEM's protocol: 20 tasks over 0-180, task t in [9t, 9t + 9))."""
+    parts of [min_angle, max_angle) degrees (GEM's protocol: 20 tasks over 0-180, task t in [9t, 9t + 9)); the
+    rotated test images of the tasks first evaluated kept in `test_cache` times the dataset's size."""
     min_angle = checks.number("stream.min_angle", min_angle)
     max_angle = checks.number("stream.max_angle", max_angle)
     if max_angle < min_angle:
@@ -87,4 +92,5 @@ def rotated_stream(dataset: str, root: str, scenario: str, n_tasks: int, seed: i
         u = torch.rand((), generator=generator, dtype=torch.float64).item()
         return Rotation(min_angle + (t + u) * (max_angle - min_angle) / n, data.image_shape, interpolation)
 
-    return transformed_stream(dataset, root, scenario, n, seed, train_limit, test_limit, active_classes, draw)
+    return transformed_stream(dataset, root, scenario, n, seed, train_limit, test_limit, active_classes, draw,
+                              test_cache)
