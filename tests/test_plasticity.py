@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -89,6 +90,67 @@ def test_srank_is_the_smallest_k_whose_singular_values_hold_1_minus_delta():
     assert srank(sigma, 0.25) == 2
     assert srank(sigma, 0.0) == 5
     assert srank(singular_values(torch.zeros(4, 3)), 0.01) == 0
+
+
+def numpy_erank_and_srank(H: torch.Tensor, delta: float) -> tuple[float, int]:
+    """Effective rank and srank from numpy's SVD of H in float64, computed as PLASTICITY.md defines them."""
+    s = np.linalg.svd(H.double().numpy(), compute_uv=False)
+    if s.sum() == 0:
+        return 0.0, 0
+    p = s[s > 0] / s.sum()
+    share = np.cumsum(np.sort(s)[::-1]) / s.sum()
+    return math.exp(-(p * np.log(p)).sum()), int(np.argmax(share >= 1 - delta)) + 1
+
+
+def random_matrix(kind: str, seed: int) -> torch.Tensor:
+    """float32 matrices like a probe's features, and the ones that are hard for a Gram matrix."""
+    g = torch.Generator().manual_seed(seed)
+    m, n = int(torch.randint(10, 90, (), generator=g)), int(torch.randint(10, 90, (), generator=g))
+    r = int(torch.randint(1, min(m, n), (), generator=g))
+    if kind == "gaussian":
+        return torch.randn(m, n, generator=g)
+    if kind == "relu features":  # one linear layer and ReLU on random inputs: some units dead, some samples silent
+        H = torch.relu(torch.randn(m, 30, generator=g) @ torch.randn(30, n, generator=g) - 1.5)
+        H[:, : n // 5] = 0
+        H[: m // 7] = 0
+        return H
+    if kind == "rank deficient":  # rank r < min(m, n), up to float32 rounding
+        return torch.randn(m, r, generator=g) @ torch.randn(r, n, generator=g)
+    if kind == "rank deficient relu":
+        return torch.relu(torch.randn(m, r, generator=g) @ torch.randn(r, n, generator=g))
+    if kind == "graded":  # columns from 1 down to 1e-9
+        return torch.randn(m, n, generator=g) * torch.logspace(0, -9, n)
+    if kind == "duplicate units":
+        H = torch.randn(m, n, generator=g)
+        H[:, 1::2] = H[:, ::2][:, : n // 2]
+        return H
+    return torch.zeros(m, n)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "relu features", "rank deficient", "rank deficient relu", "graded",
+                                  "duplicate units", "zero"])
+@pytest.mark.parametrize("seed", range(4))
+def test_singular_values_give_the_effective_rank_and_srank_of_an_svd_to_1e_6(kind, seed):
+    H = random_matrix(kind, seed)
+    sigma = singular_values(H)
+    assert len(sigma) == min(H.shape) and sigma.dtype == torch.float64
+    assert torch.equal(sigma, sigma.sort(descending=True).values) and (sigma >= 0).all()
+    for delta in (0.01, 0.1):
+        erank, expected_srank = numpy_erank_and_srank(H, delta)
+        assert abs(effective_rank(sigma) - erank) <= 1e-6
+        assert srank(sigma, delta) == expected_srank
+
+
+def test_singular_values_come_from_the_gram_matrix_unless_some_are_too_small_to_resolve(monkeypatch):
+    svd_calls = []
+    svdvals = torch.linalg.svdvals
+    monkeypatch.setattr(torch.linalg, "svdvals", lambda A: svd_calls.append(A.shape) or svdvals(A))
+    singular_values(random_matrix("relu features", 0))  # dead units and silent samples: left out, no SVD
+    singular_values(random_matrix("gaussian", 0).T)  # a wide matrix: the Gram matrix of its rows
+    assert svd_calls == []
+    H = random_matrix("rank deficient", 0)
+    singular_values(H)
+    assert svd_calls == [H.shape]
 
 
 def test_weight_magnitude_is_the_mean_absolute_weight():
