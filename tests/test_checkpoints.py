@@ -79,3 +79,13 @@ def test_resume_is_checked_against_the_config_in_the_checkpoint(tmp_path):
     run_in_process(tmp_path / "whole", *FAST)
     for name in ("accuracy.csv", "evals.csv"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_a_checkpoint_written_before_the_initial_evaluation_was_timed_apart_resumes(tmp_path):
+    crash_during_task(tmp_path, 2, *FAST)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    assert state["record"]["eval_seconds_initial"] > 0
+    del state["record"]["eval_seconds_initial"]  # as clrelu wrote checkpoints before it kept this apart
+    torch.save(state, tmp_path / CHECKPOINT)
+    record = run_in_process(tmp_path, *FAST, "resume=true")
+    assert record.status == "finished" and record.eval_seconds_initial == 0.0 and record.tasks_done == 3

@@ -28,7 +28,7 @@ STATUSES = ("running", "finished", "failed")
 IDENTITY_COLUMNS = ("model", "stream", "seed", "n_tasks", "tasks_done", "status")  # what marks a clrelu summary.csv
 NUMERIC_COLUMNS = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "forgetting_chaudhry", "bwt", "fwt",
                    "mean_sparsity", "mean_overlap", "online_first_tenth", "online_last_tenth", *FINAL_PLASTICITY,
-                   "strategy_actions", "train_seconds", "eval_seconds", "n_params")
+                   "strategy_actions", "train_seconds", "eval_seconds", "eval_seconds_initial", "n_params")
 
 
 def _cell(value) -> str:

@@ -63,8 +63,9 @@ class RunRecord:
     evals.csv, its long form.
     """
 
-    STATE = ("rows", "lengths", "online", "tasks_done", "train_seconds", "eval_seconds", "n_params", "mean_sparsity",
-             "mean_overlap", "final_plasticity", "strategy_actions", "config")
+    STATE = ("rows", "lengths", "online", "tasks_done", "train_seconds", "eval_seconds", "eval_seconds_initial",
+             "n_params", "mean_sparsity", "mean_overlap", "final_plasticity", "strategy_actions", "config")
+    ADDED_LATER = ("strategy_actions", "eval_seconds_initial")  # a checkpoint of an earlier clrelu lacks them
 
     def __init__(self, folder: Path, n_tasks: int, meta: dict, diagnostics: bool = False, config: dict | None = None):
         self.folder = folder
@@ -78,7 +79,8 @@ class RunRecord:
         self.rows: list[int] = []  # the after_task indices recorded, in order
         self.online: list[float] = []  # the online accuracy of each phase, in order
         self.tasks_done = 0
-        self.train_seconds = self.eval_seconds = 0.0
+        self.train_seconds = self.eval_seconds = 0.0  # training; evaluation after tasks and the plasticity probe
+        self.eval_seconds_initial = 0.0  # the evaluation at initialisation (for FWT's b)
         self.n_params = 0
         self.mean_sparsity = self.mean_overlap = float("nan")  # diagnostics of the latest evaluation after a task
         self.final_plasticity = dict.fromkeys(FINAL_PLASTICITY, float("nan"))  # of the latest task probed
@@ -177,7 +179,7 @@ class RunRecord:
         """Continue from `state`: cut the appended files back to the lengths it recorded and read the accuracy
         matrix back from evals.csv."""
         for name in self.STATE:
-            if name == "strategy_actions" and name not in state:  # a checkpoint of a clrelu before this count
+            if name in self.ADDED_LATER and name not in state:  # keep the value a new record starts with
                 continue
             setattr(self, name, copy.copy(state[name]))
         for name, length in self.lengths.items():
@@ -222,8 +224,8 @@ class RunRecord:
         row.update(mean_sparsity=self.mean_sparsity, mean_overlap=self.mean_overlap, online_first_tenth=first,
                    online_last_tenth=last, **self.final_plasticity, strategy_actions=self.strategy_actions)
         row.update(train_seconds=round(self.train_seconds, 4), eval_seconds=round(self.eval_seconds, 4),
-                   n_params=self.n_params, **self.meta, n_tasks=self.n_tasks, tasks_done=self.tasks_done,
-                   status=self.status, error=self.error)
+                   eval_seconds_initial=round(self.eval_seconds_initial, 4), n_params=self.n_params, **self.meta,
+                   n_tasks=self.n_tasks, tasks_done=self.tasks_done, status=self.status, error=self.error)
         return row
 
     def write(self) -> None:

@@ -265,5 +265,5 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     grown = f"; {record.n_params} parameters at the end" if record.n_params != start_params else ""
     log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s)%s",
              s["avg_accuracy"], s["learning_accuracy"], s["avg_forgetting"], s["bwt"], s["fwt"],
-             s["train_seconds"], s["eval_seconds"], grown)
+             s["train_seconds"], s["eval_seconds"] + s["eval_seconds_initial"], grown)
     return record

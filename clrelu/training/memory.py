@@ -13,7 +13,7 @@ def _malloc_trim():
 
 
 MALLOC_TRIM = _malloc_trim()
-TRIM_EVERY = 10  # evaluated tasks between trims within one evaluation (and one at its end)
+TRIM_EVERY = 10  # evaluated tasks between trims, counted over the evaluations of a run
 
 
 def release_freed_memory() -> None:
@@ -23,8 +23,10 @@ def release_freed_memory() -> None:
     buffers of evaluation chunks (several MB, fresh for every chunk of every task) soon come from the
     heap, where they are reused without page faults, but whose freed holes it keeps: without a trim a
     permuted MNIST run grew by about 1.5 MB for every task in an evaluation, 700 MB at 100 tasks against
-    390 MB at 10. Trimming after each evaluated task keeps the memory flat and the buffers' reuse within
-    a task. Does nothing where the C library has no `malloc_trim` (musl, other systems).
+    390 MB at 10. Trimming every TRIM_EVERY evaluated tasks keeps the memory flat and the buffers' reuse
+    between them (a trim makes the next buffers fault their pages in again, so a short stream, whose
+    evaluations reach few tasks, is not trimmed after each of them). Does nothing where the C library has
+    no `malloc_trim` (musl, other systems).
     """
     if MALLOC_TRIM is not None:
         MALLOC_TRIM(0)

@@ -145,6 +145,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.optimizer_groups: list[list[str]] = []  # the parameter names of each group of the optimizer
         self.progress = Progress(0, interactive=False)  # of the whole run, made by `run`
+        self.evaluated_since_trim = 0  # tasks evaluated since freed memory was last given back, over evaluations
 
     def run(self, resume_from: dict | None = None) -> None:
         """Evaluate at initialisation, then train and evaluate phase after phase, writing after each.
@@ -309,9 +310,11 @@ class Trainer:
         size = self.settings.eval_batch_size
         if self.monitor:
             self.monitor.begin_pass(focus)
-        for i, task in enumerate(self.stream.tasks if tasks is None else [self.stream.tasks[t] for t in tasks]):
-            if i and i % TRIM_EVERY == 0:
+        for task in self.stream.tasks if tasks is None else [self.stream.tasks[t] for t in tasks]:
+            if self.evaluated_since_trim == TRIM_EVERY:
                 release_freed_memory()
+                self.evaluated_since_trim = 0
+            self.evaluated_since_trim += 1
             n = len(task.test)
             if not self.model.knows(task.id):
                 results.append(Evaluation(task.id, float("nan"), float("nan"), n))
@@ -331,7 +334,6 @@ class Trainer:
                 self.monitor.end_task(n)
         if self.monitor:
             self.monitor.end_pass()
-        release_freed_memory()
         return results
 
     def _measure_plasticity(self, task_id: int) -> None:
@@ -351,7 +353,10 @@ class Trainer:
         if tasks:
             started = time.perf_counter()
             evaluations = self.evaluate(tasks, focus=max(after_task, 0))
-            self.record.eval_seconds += time.perf_counter() - started
+            if after_task < 0:
+                self.record.eval_seconds_initial += time.perf_counter() - started
+            else:
+                self.record.eval_seconds += time.perf_counter() - started
             if self.monitor:
                 self.record.add_diagnostics(after_task, self.monitor.activations, self.monitor.overlap)
         self.record.add(after_task, evaluations, self.model.n_params())
