@@ -1,5 +1,6 @@
 """The benchmark script runs, and its clrelu and bare-loop sides do the same work (no timing asserted)."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,13 +14,37 @@ REPO = Path(__file__).resolve().parents[1]
 def test_bench_runs_on_the_synthetic_stream():
     env = {k: v for k, v in os.environ.items() if k != "CLRELU_DATA"}
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--streams", "synthetic",
-                           "--repeats", "1"], capture_output=True, text=True, env=env, timeout=300)
+                           "--repeats", "1", "--sweep-jobs", "2"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if line.startswith("| synthetic "))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert len(cells) == 11 and cells[-1] == "yes"  # both sides end with the same accuracy matrix
-    assert all(float(c) > 0 for c in cells[1:10])
+    assert len(cells) == 12 and cells[-1] == "yes"  # both sides end with the same accuracy matrix
+    assert all(float(c) > 0 for c in cells[1:11])
+    assert "torch 2" in done.stdout and ", 1 threads," in done.stdout and "load average" in done.stdout
+    assert "synthetic: 6 passes a side; per pass clrelu" in done.stdout  # at initialisation and after each of 5 tasks
     assert "start-up to the first training step" in done.stdout
+    assert "a sweep of 2 synthetic jobs (clrelu run -m, Hydra's basic launcher)" in done.stdout
+
+
+def test_bench_fails_when_the_accuracy_matrices_differ(monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bare_loop = bench.bare_loop
+
+    def one_sample_more_right(cfg):
+        train, evaluation, matrix, initial = bare_loop(cfg)
+        matrix[-1][0] += 1e-4
+        return train, evaluation, matrix, initial
+
+    monkeypatch.setattr(bench, "bare_loop", one_sample_more_right)
+    monkeypatch.setattr(bench, "startup_seconds", lambda threads: (0.0, 0.0))
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--streams", "synthetic", "--repeats", "1", "--sweep-jobs", "0"])
+    monkeypatch.delenv("CLRELU_DATA", raising=False)
+    assert bench.main() == 1
+    out, err = capsys.readouterr()
+    assert "| synthetic " in out and out.split("| synthetic ")[1].splitlines()[0].endswith("| NO |")
+    assert "bench.py: error: clrelu and the bare loop ended with different accuracy matrices: synthetic" in err
 
 
 def test_bench_runs_split_cifar10_on_synthetic_cifar_files():

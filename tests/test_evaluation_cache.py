@@ -1,5 +1,5 @@
-"""The transformed test images kept between evaluations (streams/base.py EvaluationCache), and the rotation that
-gathers bytes: the same values as transforming every chunk, within the budget, and the same run."""
+"""The test images kept ready between evaluations (streams/base.py EvaluationCache), and the rotation that gathers
+bytes: the same values as reading every chunk again, within the budget, and the same run."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import torch
 from conftest import fake_dataset, run_in_process
 
 from clrelu.errors import ConfigError
+from clrelu.streams.base import EvaluationCache, Split
 from clrelu.streams.permuted import permuted_stream
 from clrelu.streams.rotated import Rotation, rotated_stream, rotation_taps
+from clrelu.streams.split import split_stream
 
 SIDE, N_TRAIN, N_TEST = 6, 120, 90
 TEST_BYTES = N_TEST * SIDE * SIDE  # one task's test images as uint8
@@ -26,6 +28,8 @@ def root(tmp_path):
 def make(kind: str, root: str, **kw):
     args = {"dataset": "mnist", "root": root, "scenario": "domain", "n_tasks": 4, "seed": 0, "train_limit": None,
             "test_limit": None, **kw}
+    if kind == "split":
+        return split_stream(**{**args, "scenario": "task", "classes_per_task": 2, "class_order": None})
     return permuted_stream(**args) if kind == "permuted" else rotated_stream(**args)
 
 
@@ -58,19 +62,22 @@ def test_a_rotation_gives_the_float_pixels_gathered_and_weighted_tap_by_tap(inte
     assert torch.equal(bits(got), bits(torch.from_numpy(expected.reshape(7, -1))))
 
 
-@pytest.mark.parametrize("kind, interpolation", [("permuted", "nearest"), ("rotated", "nearest"),
-                                                  ("rotated", "bilinear")])
-def test_kept_test_images_are_bit_for_bit_those_transformed_chunk_by_chunk(root, kind, interpolation):
-    extra = {} if kind == "permuted" else {"interpolation": interpolation}
+@pytest.mark.parametrize("kind, interpolation, kept", [("permuted", None, torch.uint8), ("rotated", "nearest", torch.uint8),
+                                                        ("rotated", "bilinear", torch.float32),
+                                                        ("split", None, torch.float32)])
+def test_kept_test_images_are_bit_for_bit_those_read_chunk_by_chunk(root, kind, interpolation, kept):
+    """Kept as the transform makes them (permuted, rotated), or as float32 pixels (a split stream's tasks)."""
+    extra = {"interpolation": interpolation} if interpolation else {}
     cached, plain = make(kind, root, test_cache=10, **extra), make(kind, root, test_cache=0, **extra)
     assert plain.tasks[0].test.cache is None
     for task, reference in zip(cached.tasks, plain.tasks):
+        n = len(task.test)
         expected_x, expected_y = read_all(reference.test, 25)
         for size in (25, 40, 1000):  # the first read keeps them; later reads, in other chunk sizes, slice them
             x, y = read_all(task.test, size)
             assert torch.equal(bits(x), bits(expected_x)) and torch.equal(y, expected_y)
-        assert task.test.kept is not None
-        assert torch.equal(bits(task.test.gather(torch.arange(N_TEST))[0]), bits(expected_x))
+        assert task.test.kept is not None and task.test.kept.dtype == kept
+        assert torch.equal(bits(task.test.gather(torch.arange(n))[0]), bits(expected_x))
     assert cached.tasks[0].train.kept is None and cached.tasks[0].train.cache is None  # training reads are not kept
 
 
@@ -97,10 +104,19 @@ def test_a_read_stopped_early_keeps_nothing_and_gives_the_budget_back(root):
     assert test.kept is not None and test.cache.used == TEST_BYTES
 
 
-def test_the_default_budget_is_half_the_dataset_and_a_bad_one_is_refused(root):
-    assert make("rotated", root).tasks[0].test.cache.budget == DATASET_BYTES // 2
+@pytest.mark.parametrize("kind", ["permuted", "rotated", "split"])
+def test_the_default_budget_is_the_dataset_s_size_and_a_bad_one_is_refused(root, kind):
+    assert make(kind, root).tasks[0].test.cache.budget == DATASET_BYTES
     with pytest.raises(ConfigError, match="stream.test_cache=-1: must be at least 0"):
-        make("rotated", root, test_cache=-1)
+        make(kind, root, test_cache=-1)
+
+
+def test_float_rows_without_a_transform_are_not_kept():
+    """Rows that are float32 already (synthetic data, features): a kept copy would spare nothing."""
+    split = Split.of(torch.randn(30, 8), torch.arange(30) % 3)
+    split.cache = EvaluationCache(10**6)
+    read_all(split, 7)
+    assert split.kept is None and split.cache.used == 0
 
 
 def test_a_run_with_kept_test_images_ends_with_the_same_accuracy_matrix(tmp_path):

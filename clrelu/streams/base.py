@@ -4,8 +4,9 @@ A stream keeps one copy of its dataset (a `Pool`). A task's training and test da
 it: which rows they use, how the dataset's labels map to the scenario's targets, and a transform
 (a pixel permutation, a rotation) applied when rows are read. So every task costs a few small
 tensors, and a stream of 1,000 tasks takes hardly more memory than one of 10. Evaluation reads the
-same test images again and again: an `EvaluationCache` keeps tasks' transformed test images, each made when
-its task is first evaluated, within a fixed budget (a share of the dataset's size, not per task).
+same test images again and again: an `EvaluationCache` keeps tasks' test images ready (transformed, or
+as float32), each made when its task is first evaluated, within a fixed budget (a share of the
+dataset's size, not per task).
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ class Pool:
 
 
 class EvaluationCache:
-    """Memory, shared by a stream's test splits, for their transformed inputs, kept between evaluations: at most
-    `budget` bytes, given to the splits in the order they are first read whole (the tasks first evaluated);
-    a split that does not fit is transformed chunk by chunk, as without a cache."""
+    """Memory, shared by a stream's test splits, for their inputs as evaluation reads them, kept between
+    evaluations: at most `budget` bytes, given to the splits in the order they are first read whole (the
+    tasks first evaluated); a split that does not fit is read chunk by chunk, as without a cache."""
 
     def __init__(self, budget: int):
         self.budget = budget
@@ -105,8 +106,8 @@ class Split:
         self.labels = labels
         self.rows = None if rows is None else rows.to(torch.int32)  # index_select takes int32 and int64
         self.transform = transform
-        self.cache: EvaluationCache | None = None  # where `chunks` may keep the transformed inputs (test splits)
-        self.kept: torch.Tensor | None = None  # the inputs after the transform, all rows, once kept
+        self.cache: EvaluationCache | None = None  # where `chunks` may keep the inputs (test splits)
+        self.kept: torch.Tensor | None = None  # all rows' inputs, once kept (see `chunks`)
 
     @classmethod
     def of(cls, x: torch.Tensor, y: torch.Tensor) -> Split:
@@ -151,9 +152,11 @@ class Split:
     def chunks(self, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every sample of the split, in order, `size` at a time.
 
-        With a cache, the inputs of a split whose rows are transformed are kept, as the transform makes
-        them, the first time they are all read, when they fit in the cache's budget, and sliced from
-        then on: the same values as transforming every chunk again."""
+        With a cache, the inputs are kept the first time they are all read, when they fit in its budget,
+        and sliced from then on: the same values as reading every chunk again. What is kept is what
+        spares the most work a chunk: the transform's output (uint8 when it only moves pixels), or,
+        without a transform, the pixels as float32; float rows without a transform are not kept (there
+        is nothing to spare)."""
         n = len(self)
         bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
         rows = [slice(a, b) if self.rows is None else self.rows[a:b] for a, b in bounds]
@@ -161,16 +164,19 @@ class Split:
             for (a, b), r in zip(bounds, rows):
                 yield as_float(self.kept[a:b]), self._targets(r)
             return
+        worth_keeping = self.cache is not None and (self.transform is not None or self.pool.x.dtype == torch.uint8)
         keep, nbytes, complete = None, 0, False
         try:
             for (a, b), r in zip(bounds, rows):
                 x = self._inputs(r)
-                if a == 0 and self.cache is not None and self.transform is not None:
-                    nbytes = n * x[0].numel() * x.element_size()
-                    keep = x.new_empty((n, *x.shape[1:])) if self.cache.reserve(nbytes) else None
+                ready = as_float(x)
+                form = x if self.transform is not None else ready  # what is kept
+                if a == 0 and worth_keeping:
+                    nbytes = n * form[0].numel() * form.element_size()
+                    keep = form.new_empty((n, *form.shape[1:])) if self.cache.reserve(nbytes) else None
                 if keep is not None:
-                    keep[a:b] = x
-                yield as_float(x), self._targets(r)
+                    keep[a:b] = form
+                yield ready, self._targets(r)
             complete = True
         finally:
             if keep is not None:

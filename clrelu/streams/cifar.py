@@ -44,16 +44,17 @@ def channel_stats(data: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
 
 def split_cifar_stream(dataset: str, root: str, scenario: str, n_tasks: int | None, classes_per_task: int,
                        class_order, seed: int, train_limit: int | None, test_limit: int | None,
-                       active_classes: str = "seen", augment: str = "none") -> Stream:
+                       active_classes: str = "seen", augment: str = "none", test_cache: float = 1.0) -> Stream:
     """Split CIFAR-10 or CIFAR-100 into tasks of `classes_per_task` classes (all of them when `n_tasks` is null),
     normalised with the per-channel mean and std of the whole training set; `augment` crop_flip augments every
-    training batch."""
+    training batch; the normalised test images of the tasks first evaluated kept in `test_cache` times the
+    dataset's size."""
     checks.choice("stream.dataset", dataset, CIFAR)
     checks.choice("stream.augment", augment, AUGMENTS)
     checks.choice("stream.scenario", scenario, SCENARIOS)  # before the files are read (or downloaded)
     checks.choice("stream.active_classes", active_classes, ACTIVE_CLASSES)
     plan = SplitPlan.checked(CIFAR[dataset].n_classes, n_tasks, classes_per_task, class_order, seed, train_limit,
-                             test_limit)
+                             test_limit, test_cache)
     data = load_cifar(dataset, root)
     mean, std = channel_stats(data)
     stream = plan.stream(data, scenario, active_classes, ChannelNormalise(mean, std, data.image_shape))

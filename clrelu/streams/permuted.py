@@ -29,7 +29,7 @@ def _draw_permutation(t: int, data: ImageData, generator: torch.Generator) -> Pe
 
 def permuted_stream(dataset: str, root: str, scenario: str, n_tasks: int, seed: int,
                     train_limit: int | None, test_limit: int | None, active_classes: str = "seen",
-                    test_cache: float = 0.5) -> Stream:
+                    test_cache: float = 1.0) -> Stream:
     """`n_tasks` tasks, each with all classes and pixels shuffled by a permutation drawn from `seed`; the permuted
     test images of the tasks first evaluated kept in `test_cache` times the dataset's size."""
     return transformed_stream(dataset, root, scenario, n_tasks, seed, train_limit, test_limit, active_classes,

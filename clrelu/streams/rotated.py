@@ -77,7 +77,7 @@ class Rotation:
 
 def rotated_stream(dataset: str, root: str, scenario: str, n_tasks: int, seed: int, train_limit: int | None,
                    test_limit: int | None, min_angle: float = 0.0, max_angle: float = 180.0,
-                   interpolation: str = "nearest", active_classes: str = "seen", test_cache: float = 0.5) -> Stream:
+                   interpolation: str = "nearest", active_classes: str = "seen", test_cache: float = 1.0) -> Stream:
     """`n_tasks` tasks, task t rotating every image by an angle drawn uniformly from the t-th of `n_tasks` equal
     parts of [min_angle, max_angle) degrees (GEM's protocol: 20 tasks over 0-180, task t in [9t, 9t + 9)); the
     rotated test images of the tasks first evaluated kept in `test_cache` times the dataset's size."""

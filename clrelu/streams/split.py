@@ -9,7 +9,16 @@ import torch
 from clrelu import checks
 from clrelu.data.datasets import ImageData, dataset_spec, load_dataset
 from clrelu.errors import ConfigError
-from clrelu.streams.base import Pool, Split, Stream, TaskSplits, Transform, limited_rows, make_stream
+from clrelu.streams.base import (
+    EvaluationCache,
+    Pool,
+    Split,
+    Stream,
+    TaskSplits,
+    Transform,
+    limited_rows,
+    make_stream,
+)
 
 
 def class_groups(n_classes: int, n_tasks: int | None, classes_per_task: int, class_order,
@@ -48,15 +57,17 @@ class SplitPlan:
     train_limit: int | None
     test_limit: int | None
     generator: torch.Generator  # the stream seed's generator, after the class order (if shuffled) was drawn
+    test_cache: float = 1.0  # the test images kept ready between evaluations, as a share of the dataset's size
 
     @classmethod
     def checked(cls, n_classes: int, n_tasks: int | None, classes_per_task: int, class_order, seed: int,
-                train_limit: int | None, test_limit: int | None) -> SplitPlan:
+                train_limit: int | None, test_limit: int | None, test_cache: float = 1.0) -> SplitPlan:
         train_limit = checks.optional_limit("stream.train_limit", train_limit)
         test_limit = checks.optional_limit("stream.test_limit", test_limit)
+        test_cache = checks.number("stream.test_cache", test_cache, minimum=0)
         generator = torch.Generator().manual_seed(checks.integer("stream.seed", seed))
         groups = class_groups(n_classes, n_tasks, classes_per_task, class_order, generator)
-        return cls(groups, n_classes, train_limit, test_limit, generator)
+        return cls(groups, n_classes, train_limit, test_limit, generator, test_cache)
 
     def stream(self, data: ImageData, scenario: str, active_classes: str = "seen",
                transform: Transform | None = None) -> Stream:
@@ -71,13 +82,15 @@ class SplitPlan:
             names = tuple(data.class_names[k] for k in classes)
             parts.append(TaskSplits(names, Split(train, local, train_rows, transform),
                                     Split(test, local, test_rows, transform)))
-        return make_stream(parts, scenario, active_classes, data.image_shape)
+        cache = EvaluationCache.share_of(self.test_cache, [train, test])
+        return make_stream(parts, scenario, active_classes, data.image_shape, cache)
 
 
 def split_stream(dataset: str, root: str, scenario: str, n_tasks: int | None, classes_per_task: int,
                  class_order, seed: int, train_limit: int | None, test_limit: int | None,
-                 active_classes: str = "seen") -> Stream:
-    """Split `dataset` into tasks of `classes_per_task` classes (all of them when `n_tasks` is null)."""
+                 active_classes: str = "seen", test_cache: float = 1.0) -> Stream:
+    """Split `dataset` into tasks of `classes_per_task` classes (all of them when `n_tasks` is null); the test images
+    of the tasks first evaluated kept as float32 in `test_cache` times the dataset's size."""
     plan = SplitPlan.checked(len(dataset_spec(dataset).class_names), n_tasks, classes_per_task, class_order, seed,
-                             train_limit, test_limit)
+                             train_limit, test_limit, test_cache)
     return plan.stream(load_dataset(dataset, root), scenario, active_classes)

@@ -22,7 +22,7 @@ from clrelu.streams.base import (
 
 def transformed_stream(dataset: str, root: str, scenario: str, n_tasks: int, seed: int, train_limit: int | None,
                        test_limit: int | None, active_classes: str,
-                       draw: Callable[[int, ImageData, torch.Generator], Transform], test_cache: float = 0.5) -> Stream:
+                       draw: Callable[[int, ImageData, torch.Generator], Transform], test_cache: float = 1.0) -> Stream:
     """`n_tasks` tasks over one copy of `dataset`, task t read through `draw(t, data, generator)`; the transformed
     test images of the tasks first evaluated are kept in `test_cache` times the dataset's size.
 
