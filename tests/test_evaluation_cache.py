@@ -13,6 +13,7 @@ from clrelu.streams.base import EvaluationCache, Split
 from clrelu.streams.permuted import permuted_stream
 from clrelu.streams.rotated import Rotation, rotated_stream, rotation_taps
 from clrelu.streams.split import split_stream
+from clrelu.streams.validation import carve_validation
 
 SIDE, N_TRAIN, N_TEST = 6, 120, 90
 TEST_BYTES = N_TEST * SIDE * SIDE  # one task's test images as uint8
@@ -126,3 +127,14 @@ def test_a_run_with_kept_test_images_ends_with_the_same_accuracy_matrix(tmp_path
     kept = run_in_process(tmp_path / "kept", *common)
     chunked = run_in_process(tmp_path / "chunked", *common, "stream.test_cache=0")
     assert np.array_equal(kept.R, chunked.R, equal_nan=True)
+
+
+def test_a_validation_split_is_kept_like_the_test_split_it_replaces(root):
+    cached = carve_validation(make("split", root, test_cache=10), 0.25, seed=0)
+    plain = carve_validation(make("split", root, test_cache=0), 0.25, seed=0)
+    for task, reference in zip(cached.tasks, plain.tasks):
+        expected_x, expected_y = read_all(reference.test, 9)
+        for size in (9, 100):
+            x, y = read_all(task.test, size)
+            assert torch.equal(bits(x), bits(expected_x)) and torch.equal(y, expected_y)
+        assert task.test.kept is not None and len(task.test.kept) == len(task.test)

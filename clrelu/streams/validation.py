@@ -21,7 +21,9 @@ def carve_validation(stream: Stream, fraction: float, seed: int) -> Stream:
                               f"{'no validation' if held_out == 0 else 'no training'} sample; choose a fraction that "
                               "keeps both")
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + task.id))
+        cache = task.test.cache  # the memory for test images evaluation keeps ready serves the validation split
         task.test = task.train.subset(order[:held_out].sort().values)
+        task.test.cache = cache
         task.train = task.train.subset(order[held_out:].sort().values)
     return stream
 
