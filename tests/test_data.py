@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import os
 import urllib.request
 
 import numpy as np
@@ -116,3 +117,17 @@ def test_download_checks_md5_and_renames(tmp_path, monkeypatch):
 def test_unknown_dataset_lists_the_choices(tmp_path):
     with pytest.raises(Exception, match="stream.dataset=cifar: unknown choice; valid choices are mnist, fmnist"):
         load_dataset("cifar", tmp_path)
+
+
+def test_a_dataset_is_decoded_once_per_process_until_one_of_its_files_changes(tmp_path):
+    """The jobs of a sweep in one process share one decoded copy; a file rewritten since is read again."""
+    raw = fake_dataset(tmp_path, n_train=40, n_test=20, seed=0)
+    first = load_dataset("mnist", tmp_path)
+    assert load_dataset("mnist", tmp_path) is first  # decoded once: the same tensors, not a second copy
+    images = raw / "train-images-idx3-ubyte.gz"
+    stamp = images.stat().st_mtime_ns
+    fake_dataset(tmp_path, n_train=40, n_test=20, seed=1)  # the same sizes, other pixels
+    os.utime(images, ns=(stamp + 10**9, stamp + 10**9))  # a later time, even on a coarse clock
+    second = load_dataset("mnist", tmp_path)
+    assert second is not first and not np.array_equal(second.x_train.numpy(), first.x_train.numpy())
+    assert np.array_equal(second.x_train.numpy(), read_idx(images).reshape(40, -1))
