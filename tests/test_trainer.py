@@ -121,17 +121,17 @@ def test_reset_optimizer_false_keeps_adams_state_across_tasks(tmp_path, monkeypa
 
 def test_the_initial_evaluation_is_timed_apart_from_the_evaluations_after_tasks(tmp_path, monkeypatch):
     """A clock that only the evaluations move: 7 s for the one at initialisation, 1 s for each after a task."""
-    import clrelu.run.trainer
+    import clrelu.training.trainer
 
     now = [0.0]
-    evaluate = clrelu.run.trainer.Trainer.evaluate
+    evaluate = clrelu.training.trainer.Trainer.evaluate
 
     def timed_evaluate(self, tasks=None, focus=0):
         now[0] += 1.0 if self.record.rows or self.record.tasks_done else 7.0
         return evaluate(self, tasks, focus)
 
-    monkeypatch.setattr(clrelu.run.trainer.time, "perf_counter", lambda: now[0])
-    monkeypatch.setattr(clrelu.run.trainer.Trainer, "evaluate", timed_evaluate)
+    monkeypatch.setattr(clrelu.training.trainer.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(clrelu.training.trainer.Trainer, "evaluate", timed_evaluate)
     record = run_in_process(tmp_path, "stream=synthetic", "stream.n_tasks=3", "model.hidden=[8]", "trainer.iters=2",
                             "plasticity.enabled=false")
     summary = pd.read_csv(tmp_path / "summary.csv").iloc[0]
