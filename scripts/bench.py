@@ -338,10 +338,10 @@ PEAK_OF_CHILD = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:],
                  "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def peak_memory_mb(run_args: list[str], folder: str) -> float:
-    """Peak resident memory, in MB, of a whole `clrelu run` process writing into `folder`, measured by a fresh
-    parent process (so that no earlier child's peak counts)."""
-    command = [*CLRELU, "run", *COMMON, *run_args, f"hydra.run.dir={folder}"]
+def peak_memory_mb(run_args: list[str], folder: str, threads: int) -> float:
+    """Peak resident memory, in MB, of a whole `clrelu run` process with `threads` torch threads writing into
+    `folder`, measured by a fresh parent process (so that no earlier child's peak counts)."""
+    command = [*CLRELU, "run", *COMMON, *run_args, f"threads={threads}", f"hydra.run.dir={folder}"]
     out = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *command], capture_output=True, text=True, check=True)
     return int(out.stdout) / 1024
 
@@ -353,16 +353,16 @@ LONG = ["stream=permuted_mnist", "stream.scenario=domain", "stream.test_limit=10
         "eval.every=100", "eval.tasks=current"]
 
 
-def long_stream(n_tasks: int, folder: str) -> float:
+def long_stream(n_tasks: int, folder: str, threads: int) -> float:
     """Peak resident memory, in MB, of a LONG run of `n_tasks` tasks into `folder`."""
-    return peak_memory_mb([*LONG, f"stream.n_tasks={n_tasks}"], folder)
+    return peak_memory_mb([*LONG, f"stream.n_tasks={n_tasks}"], folder, threads)
 
 
-def long_stream_figures() -> tuple[float, float, float]:
+def long_stream_figures(threads: int) -> tuple[float, float, float]:
     """(peak MB of 10 tasks, of 1,000 tasks, seconds pandas takes to read the 1,000-task accuracy.csv)."""
     with tempfile.TemporaryDirectory() as folder:
-        short = long_stream(10, f"{folder}/short")
-        long = long_stream(1000, f"{folder}/long")
+        short = long_stream(10, f"{folder}/short", threads)
+        long = long_stream(1000, f"{folder}/long", threads)
         started = time.perf_counter()
         matrix = pd.read_csv(f"{folder}/long/accuracy.csv", index_col=0)
         read = time.perf_counter() - started
@@ -398,7 +398,7 @@ def main() -> int:
     root = os.environ.get("CLRELU_DATA")
     if root and "split_fmnist" in args.streams:
         with tempfile.TemporaryDirectory() as folder:
-            peak = peak_memory_mb(STREAMS["split_fmnist"], f"{folder}/run")
+            peak = peak_memory_mb(STREAMS["split_fmnist"], f"{folder}/run", args.threads)
         print(f"peak resident memory of a split_fmnist run: {peak:.0f} MB")
     streams = args.streams.split(",")
     scratch = tempfile.TemporaryDirectory()
@@ -448,7 +448,7 @@ def main() -> int:
               f"evaluation {evaluation:.2f} s ({evaluation / train:.2f} times training); permuted_mnist of 20 tasks "
               f"evaluates in {permuted:.2f} s: rotated/permuted {evaluation / permuted:.3f}")
     if root and args.long:
-        short, long, read = long_stream_figures()
+        short, long, read = long_stream_figures(args.threads)
         print(f"peak resident memory of a permuted_mnist run of 10 tasks {short:.0f} MB, of 1,000 tasks {long:.0f} MB: "
               f"ratio {long / short:.3f}; pandas reads its 1,000 x 1,000 accuracy.csv in {read:.3f} s")
     print(f"after: {load()}")
