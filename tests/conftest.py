@@ -20,6 +20,12 @@ from clrelu.training.experiment import run_experiment
 REAL_ROOT = os.environ.get("CLRELU_DATA")
 
 
+def pytest_configure(config):
+    """Ctrl-C stops this process, and the processes the tests start, as it does a user's shell command: a pytest-xdist
+    worker starts with SIGINT ignored, which its children would inherit."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def has_dataset(folder: str) -> bool:
     if not REAL_ROOT:
         return False

@@ -144,7 +144,10 @@ def compose_sweep(args: list[str]) -> int:
     parsed = OverridesParser.create().parse_overrides(overrides)
     choices = []
     for text, override in zip(overrides, parsed):
-        if override.is_sweep_override():
+        if override.is_interval_sweep():  # an Optuna interval: composed at both ends
+            key = text.split("=", 1)[0]
+            choices.append([f"{key}={override.value().start}", f"{key}={override.value().end}"])
+        elif override.is_sweep_override():
             key = text.split("=", 1)[0]
             choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
         else:
