@@ -1,0 +1,165 @@
+"""Avalanche 0.6's side of a comparison: run one row of methods.py for one seed and print one JSON line.
+
+Run it with the Python of Avalanche's own virtual environment (never clrelu's):
+
+    /work/peers/avalanche-venv/bin/python scripts/peers/avalanche_side.py --method agem --scenario class --seed 0 \
+        --data /work/peers/data
+
+`--data` is a torchvision data root holding FashionMNIST/raw (the four IDX files). The streams:
+
+- class: avalanche.benchmarks.classic.SplitFMNIST(5 experiences, fixed_class_order 0..9, ToTensor only);
+- task: the same with return_task_id=True and class ids from zero in each experience;
+- domain: Avalanche has no permuted Fashion-MNIST, so it is built as avalanche.benchmarks.classic.PermutedMNIST
+  builds permuted MNIST (a frozen PixelsPermutation per experience from np.random.RandomState(seed), on [0, 1]
+  tensors, nc_benchmark with class ids from zero, task label 0), on Fashion-MNIST.
+
+The network is avalanche.models.SimpleMLP(10 classes, hidden_size 100, hidden_layers 2, drop_rate 0): Linear, ReLU,
+Dropout(0), Linear, ReLU, Dropout(0), Linear, with PyTorch's default initialisation, as clrelu's mlp. Timer: the sum
+of the wall time of every strategy.train(experience) call and every strategy.eval(test experiences seen so far)
+call after it (the evaluation plugin computes the accuracy per experience only, no logger). Not timed: reading the
+data, building the benchmark, the model and the strategy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from methods import SCENARIOS, Row, row  # noqa: E402  (the table beside this script)
+
+EVAL_BATCH = 10000  # as clrelu's trainer.eval_batch_size
+
+
+def benchmark(scenario: str, seed: int, root: str):
+    from avalanche.benchmarks.classic import SplitFMNIST
+    from torchvision.transforms import ToTensor
+
+    if scenario in ("class", "task"):
+        return SplitFMNIST(n_experiences=5, return_task_id=scenario == "task", seed=seed,
+                           fixed_class_order=list(range(10)), class_ids_from_zero_in_each_exp=scenario == "task",
+                           train_transform=ToTensor(), eval_transform=ToTensor(), dataset_root=root)
+    return permuted_fmnist(10, seed, root)
+
+
+def permuted_fmnist(n_experiences: int, seed: int, root: str):
+    """avalanche.benchmarks.classic.PermutedMNIST's construction, on Fashion-MNIST."""
+    from avalanche.benchmarks import nc_benchmark
+    from avalanche.benchmarks.classic.cmnist import PixelsPermutation
+    from avalanche.benchmarks.utils import _make_taskaware_classification_dataset, make_avalanche_dataset
+    from avalanche.benchmarks.utils.transform_groups import DefaultTransformGroups
+    from torchvision.datasets import FashionMNIST
+
+    class TensorFashionMNIST(FashionMNIST):
+        """Samples as [0, 1] float tensors, as Avalanche's TensorMNIST gives MNIST's."""
+
+        def __getitem__(self, index: int):
+            return self.data[index].float().unsqueeze(0) / 255.0, int(self.targets[index])
+
+    train, test = TensorFashionMNIST(root, train=True), TensorFashionMNIST(root, train=False)
+    rng = np.random.RandomState(seed)
+    trains, tests = [], []
+    for _ in range(n_experiences):
+        permutation = PixelsPermutation(torch.from_numpy(rng.permutation(784)).type(torch.int64))
+        for source, into in ((train, trains), (test, tests)):
+            into.append(make_avalanche_dataset(_make_taskaware_classification_dataset(source),
+                                               frozen_transform_groups=DefaultTransformGroups((permutation, None))))
+    return nc_benchmark(trains, tests, n_experiences=n_experiences, task_labels=False, shuffle=False,
+                        class_ids_from_zero_in_each_exp=True, one_dataset_per_exp=True)
+
+
+def simple_mlp() -> nn.Module:
+    from avalanche.models import SimpleMLP
+
+    return SimpleMLP(num_classes=10, input_size=784, hidden_size=100, hidden_layers=2, drop_rate=0)
+
+
+def strategy(r: Row, model: nn.Module, evaluator):
+    """The Avalanche strategy of row `r`, with the row's optimizer, batch size and epochs."""
+    from avalanche.training import AGEM, GEM, ICaRL, GDumb
+    from avalanche.training.plugins import LRSchedulerPlugin
+
+    a = dict(r.peer_args)
+    common = {"train_epochs": r.epochs, "eval_mb_size": EVAL_BATCH, "device": "cpu", "evaluator": evaluator}
+    loss = nn.CrossEntropyLoss()
+    if r.peer_method == "AGEM":
+        return AGEM(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=r.lr), criterion=loss,
+                    patterns_per_exp=a["patterns_per_exp"], sample_size=a["sample_size"],
+                    train_mb_size=r.batch_size, **common)
+    if r.peer_method == "GEM":
+        return GEM(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=r.lr), criterion=loss,
+                   patterns_per_exp=a["patterns_per_exp"], memory_strength=a["memory_strength"],
+                   train_mb_size=r.batch_size, **common)
+    if r.peer_method == "ICaRL":
+        classifier = model.classifier
+        model.classifier = nn.Identity()
+        return ICaRL(feature_extractor=model, classifier=classifier,
+                     optimizer=torch.optim.SGD([*model.parameters(), *classifier.parameters()], lr=r.lr),
+                     memory_size=a["memory_size"], buffer_transform=None, fixed_memory=a["fixed_memory"],
+                     train_mb_size=r.batch_size, **common)
+    if r.peer_method == "GDumb":
+        optimizer = torch.optim.SGD(model.parameters(), lr=a["lr"], momentum=a["momentum"],
+                                    weight_decay=a["weight_decay"])
+        schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=1, T_mult=2,
+                                                                        eta_min=a["eta_min"])
+        return GDumb(model=model, optimizer=optimizer, criterion=loss, mem_size=a["mem_size"],
+                     train_mb_size=a["train_mb_size"], plugins=[LRSchedulerPlugin(schedule, step_granularity="epoch")],
+                     **{**common, "train_epochs": a["train_epochs"]})
+    raise SystemExit(f"avalanche_side: no Avalanche strategy {r.peer_method!r} here")
+
+
+def accuracies(metrics: dict, n: int) -> list[float]:
+    """The accuracy (percent) on each of the first `n` test experiences, from strategy.eval's metrics."""
+    found = {}
+    for name, value in metrics.items():
+        if name.startswith("Top1_Acc_Exp/eval_phase/test_stream/"):
+            found[int(name.rsplit("Exp", 1)[1])] = 100 * float(value)
+    return [found[i] for i in range(n)]
+
+
+def run(r: Row, seed: int, root: str) -> dict:
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.determinism.rng_manager import RNGManager
+    from avalanche.training.plugins import EvaluationPlugin
+
+    RNGManager.set_random_seeds(seed)
+    bench = benchmark(r.scenario, seed, root)
+    model = simple_mlp()
+    evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
+    learner = strategy(r, model, evaluator)
+    seconds = 0.0
+    metrics: dict = {}
+    tests = bench.test_stream
+    for i, experience in enumerate(bench.train_stream):
+        started = time.perf_counter()
+        learner.train(experience)
+        metrics = learner.eval(tests[:i + 1])
+        seconds += time.perf_counter() - started
+    accs = accuracies(metrics, len(tests))
+    return {"side": r.peer, "method": r.method, "scenario": r.scenario, "seed": seed, "accuracies": accs,
+            "final_accuracy": sum(accs) / len(accs), "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--scenario", required=True, choices=SCENARIOS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", required=True, help="torchvision data root with FashionMNIST/raw")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    r = row(args.method, args.scenario)
+    if r.peer != "avalanche":
+        raise SystemExit(f"avalanche_side: {r.key} is compared with {r.peer}, not avalanche")
+    print(json.dumps(run(r, args.seed, args.data)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
