@@ -1,0 +1,72 @@
+"""The side-by-side table from run.py's JSONL results: per method and scenario, clrelu's and the peer's final accuracy
+(mean and standard deviation over seeds), their difference, and clrelu's speed ratio.
+
+    python scripts/peers/table.py /work/peers/results/peers.jsonl
+
+Final accuracy: the mean over every task of the accuracy after the last task, in percent. Difference: clrelu's mean
+minus the peer's, in points; rows whose difference is above 2 points in size are marked. Speed ratio: clrelu's timed
+seconds over the peer's, summed over the seeds both sides finished (below 1: clrelu is faster); each side's timer is
+described in its script. Standard deviations are over seeds (n - 1 in the denominator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from methods import ROWS  # noqa: E402  (the table beside this script)
+
+THRESHOLD = 2.0  # points of final accuracy beyond which a difference must be explained or fixed
+HEADER = ("| method | scenario | peer | seeds | clrelu (%) | peer (%) | difference (points) | speed ratio |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- |")
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    return mean, std
+
+
+def shown(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def table(results: list[dict]) -> str:
+    """The markdown table, one line per row of methods.py with results on both sides, in the order of ROWS."""
+    lines = [HEADER]
+    for r in ROWS:
+        mine = {x["seed"]: x for x in results if (x["side"], x["method"], x["scenario"]) == ("clrelu", r.method,
+                                                                                              r.scenario)}
+        theirs = {x["seed"]: x for x in results if (x["side"], x["method"], x["scenario"]) == (r.peer, r.method,
+                                                                                               r.scenario)}
+        seeds = sorted(set(mine) & set(theirs))
+        if not seeds:
+            continue
+        a = [mine[s]["final_accuracy"] for s in seeds]
+        b = [theirs[s]["final_accuracy"] for s in seeds]
+        difference = mean_std(a)[0] - mean_std(b)[0]
+        cell = f"**{difference:+.2f}**" if abs(difference) > THRESHOLD else f"{difference:+.2f}"
+        ratio = sum(mine[s]["seconds"] for s in seeds) / sum(theirs[s]["seconds"] for s in seeds)
+        lines.append(f"| {r.method} | {r.scenario} | {r.peer} | {len(seeds)} | {shown(a)} | {shown(b)} | "
+                     f"{cell} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="run.py's JSONL file")
+    print(table(read(parser.parse_args().results)))
+
+
+if __name__ == "__main__":
+    main()
