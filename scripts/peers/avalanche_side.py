@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,9 @@ def permuted_fmnist(n_experiences: int, seed: int, root: str):
     from torchvision.datasets import FashionMNIST
 
     class TensorFashionMNIST(FashionMNIST):
-        """Samples as [0, 1] float tensors, as Avalanche's TensorMNIST gives MNIST's."""
+        """Samples as [0, 1] float tensors, as Avalanche's TensorMNIST gives MNIST's, read from FashionMNIST/raw."""
+
+        raw_folder = property(lambda self: os.path.join(self.root, "FashionMNIST", "raw"))
 
         def __getitem__(self, index: int):
             return self.data[index].float().unsqueeze(0) / 255.0, int(self.targets[index])
