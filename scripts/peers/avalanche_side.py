@@ -14,7 +14,8 @@ Run it with the Python of Avalanche's own virtual environment (never clrelu's):
   tensors, nc_benchmark with class ids from zero, task label 0), on Fashion-MNIST.
 
 The network is avalanche.models.SimpleMLP(10 classes, hidden_size 100, hidden_layers 2, drop_rate 0): Linear, ReLU,
-Dropout(0), Linear, ReLU, Dropout(0), Linear, with PyTorch's default initialisation, as clrelu's mlp. Timer: the sum
+Dropout(0), Linear, ReLU, Dropout(0), Linear, with PyTorch's default initialisation, as clrelu's mlp (wrapped by
+PackNetModel for PackNet, whose one 10-unit head serves every task). Timer: the sum
 of the wall time of every strategy.train(experience) call and every strategy.eval(test experiences seen so far)
 call after it (the evaluation plugin computes the accuracy per experience only, no logger). Not timed: reading the
 data, building the benchmark, the model and the strategy.
@@ -84,9 +85,18 @@ def simple_mlp() -> nn.Module:
     return SimpleMLP(num_classes=10, input_size=784, hidden_size=100, hidden_layers=2, drop_rate=0)
 
 
+def simple_mlp_for(r: Row) -> nn.Module:
+    """SimpleMLP, wrapped by Avalanche's PackNetModel for PackNet."""
+    if r.peer_method == "PackNet":
+        from avalanche.models import PackNetModel
+
+        return PackNetModel(simple_mlp())
+    return simple_mlp()
+
+
 def strategy(r: Row, model: nn.Module, evaluator):
     """The Avalanche strategy of row `r`, with the row's optimizer, batch size and epochs."""
-    from avalanche.training import AGEM, GEM, ICaRL, GDumb
+    from avalanche.training import AGEM, GEM, MAS, ICaRL, GDumb, PackNet
     from avalanche.training.plugins import LRSchedulerPlugin
 
     a = dict(r.peer_args)
@@ -100,6 +110,13 @@ def strategy(r: Row, model: nn.Module, evaluator):
         return GEM(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=r.lr), criterion=loss,
                    patterns_per_exp=a["patterns_per_exp"], memory_strength=a["memory_strength"],
                    train_mb_size=r.batch_size, **common)
+    if r.peer_method == "MAS":
+        return MAS(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=r.lr), criterion=loss,
+                   lambda_reg=a["lambda_reg"], alpha=a["alpha"], train_mb_size=r.batch_size, **common)
+    if r.peer_method == "PackNet":
+        return PackNet(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=r.lr), criterion=loss,
+                       post_prune_epochs=a["post_prune_epochs"], prune_proportion=a["prune_proportion"],
+                       train_mb_size=r.batch_size, **{**common, "train_epochs": a["train_epochs"]})
     if r.peer_method == "ICaRL":
         classifier = model.classifier
         model.classifier = nn.Identity()
@@ -134,7 +151,7 @@ def run(r: Row, seed: int, root: str) -> dict:
 
     RNGManager.set_random_seeds(seed)
     bench = benchmark(r.scenario, seed, root)
-    model = simple_mlp()
+    model = simple_mlp_for(r)
     evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
     learner = strategy(r, model, evaluator)
     seconds = 0.0
