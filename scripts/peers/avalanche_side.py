@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from methods import SCENARIOS, Row, row  # noqa: E402  (the table beside this script)
 
 EVAL_BATCH = 10000  # as clrelu's trainer.eval_batch_size
+N_PERMUTED = 5  # tasks of the domain scenario, as methods.STREAM["domain"]
 
 
 def benchmark(scenario: str, seed: int, root: str):
@@ -48,7 +49,7 @@ def benchmark(scenario: str, seed: int, root: str):
         return SplitFMNIST(n_experiences=5, return_task_id=scenario == "task", seed=seed,
                            fixed_class_order=list(range(10)), class_ids_from_zero_in_each_exp=scenario == "task",
                            train_transform=ToTensor(), eval_transform=ToTensor(), dataset_root=root)
-    return permuted_fmnist(10, seed, root)
+    return permuted_fmnist(N_PERMUTED, seed, root)
 
 
 def permuted_fmnist(n_experiences: int, seed: int, root: str):

@@ -10,7 +10,7 @@ timm==0.9.8, onedrivedownloader, ftfy, regex), on a checkout of aimagelab/mammot
 Mammoth has no Fashion-MNIST. The first run writes two dataset files into the checkout's datasets/ folder (never into
 clrelu): seq_fmnist.py and perm_fmnist.py, copies of its seq_mnist.py and perm_mnist.py with torchvision's
 FashionMNIST in place of MNIST (read from `--data`, the folder holding FashionMNIST/raw, through the PEERS_DATA
-environment variable; the subclass MyMNIST reads FashionMNIST/raw too), the names seq-fmnist / perm-fmnist, and 10 permuted tasks instead of 20. `fmnist_dataset_files`
+environment variable; the subclass MyMNIST reads FashionMNIST/raw too), the names seq-fmnist / perm-fmnist, and 5 permuted tasks instead of 20. `fmnist_dataset_files`
 below is that patch, each replacement checked to apply exactly once.
 
 Mammoth runs as `python main.py --dataset seq-fmnist|perm-fmnist --model <m> --backbone mnistmlp --lr ... --batch_size
@@ -52,7 +52,7 @@ PATCHES = {
                                        ("class SequentialMNIST(", "class SequentialFMNIST("),
                                        ("return SequentialMNIST.TRANSFORM", "return SequentialFMNIST.TRANSFORM")]),
     "perm_fmnist.py": ("perm_mnist.py", [("NAME = 'perm-mnist'", "NAME = 'perm-fmnist'"),
-                                         ("N_TASKS = 20", "N_TASKS = 10"),
+                                         ("N_TASKS = 20", "N_TASKS = 5"),
                                          ("class PermutedMNIST(", "class PermutedFMNIST("),
                                          ("np.prod(PermutedMNIST.SIZE)", "np.prod(PermutedFMNIST.SIZE)")]),
 }

@@ -9,7 +9,7 @@ unless a row says otherwise, and the row's learning rate, batch size and memory:
 
 - class: split Fashion-MNIST, 5 tasks of 2 classes in the order 0..9, one 10-unit head trained on every unit
   (clrelu's stream.active_classes=all, as the peers' networks);
-- domain: permuted Fashion-MNIST, 10 tasks (every task permuted), one 10-unit head;
+- domain: permuted Fashion-MNIST, 5 tasks (every task permuted), one 10-unit head;
 - task: split Fashion-MNIST as in class, with the task id given (for methods that need it).
 """
 
@@ -25,7 +25,7 @@ PEERS = ("avalanche", "mammoth", "hat")
 STREAM = {
     "class": ["stream=split_fmnist", "stream.scenario=class", "stream.active_classes=all",
               "stream.class_order=[0,1,2,3,4,5,6,7,8,9]"],
-    "domain": ["stream=permuted_fmnist", "stream.scenario=domain", "stream.n_tasks=10"],
+    "domain": ["stream=permuted_fmnist", "stream.scenario=domain", "stream.n_tasks=5"],
     "task": ["stream=split_fmnist", "stream.scenario=task", "stream.class_order=[0,1,2,3,4,5,6,7,8,9]"],
 }
 COMMON = ["model.hidden=[100,100]", "optimizer=sgd", "optimizer.momentum=0", "optimizer.weight_decay=0",
