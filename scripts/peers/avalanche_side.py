@@ -97,7 +97,7 @@ def simple_mlp_for(r: Row) -> nn.Module:
 
 def strategy(r: Row, model: nn.Module, evaluator):
     """The Avalanche strategy of row `r`, with the row's optimizer, batch size and epochs."""
-    from avalanche.training import AGEM, GEM, MAS, ICaRL, GDumb, PackNet
+    from avalanche.training import AGEM, GEM, MAS, GDumb, ICaRL, PackNet
     from avalanche.training.plugins import LRSchedulerPlugin
 
     a = dict(r.peer_args)

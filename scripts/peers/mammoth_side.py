@@ -10,8 +10,8 @@ timm==0.9.8, onedrivedownloader, ftfy, regex), on a checkout of aimagelab/mammot
 Mammoth has no Fashion-MNIST. The first run writes two dataset files into the checkout's datasets/ folder (never into
 clrelu): seq_fmnist.py and perm_fmnist.py, copies of its seq_mnist.py and perm_mnist.py with torchvision's
 FashionMNIST in place of MNIST (read from `--data`, the folder holding FashionMNIST/raw, through the PEERS_DATA
-environment variable; the subclass MyMNIST reads FashionMNIST/raw too), the names seq-fmnist / perm-fmnist, and 5 permuted tasks instead of 20. `fmnist_dataset_files`
-below is that patch, each replacement checked to apply exactly once.
+environment variable; the subclass MyMNIST reads FashionMNIST/raw too), the names seq-fmnist / perm-fmnist, and 5
+permuted tasks instead of 20. `fmnist_dataset_files` below is that patch, each replacement checked to apply once.
 
 Mammoth runs as `python main.py --dataset seq-fmnist|perm-fmnist --model <m> --backbone mnistmlp --lr ... --batch_size
 ... --n_epochs 1 --seed ... --num_workers 0 --non_verbose 1` plus the row's

@@ -36,8 +36,7 @@ COMMON = ["model.hidden=[100,100]", "optimizer=sgd", "optimizer.momentum=0", "op
 class Row:
     """One comparison. `strategy` holds clrelu's strategy keys (strategy.<key>=<value>), `peer_args` the peer's own
     names for the same settings (its constructor's keywords or command-line flags), `model` clrelu's model config
-    when the method needs its own network, `clrelu_extra` any further clrelu override, and `note` what the row
-    deliberately differs in or sets beyond the shared settings."""
+    when the method needs its own network, and `clrelu_extra` any further clrelu override."""
 
     method: str
     scenario: str
@@ -50,7 +49,6 @@ class Row:
     epochs: int = 1
     model: str = "mlp"
     clrelu_extra: tuple = ()
-    note: str = ""
 
     @property
     def key(self) -> str:
@@ -60,17 +58,18 @@ class Row:
         """The `clrelu run` overrides of this row for `seed`."""
         keys = [f"model={self.model}", *STREAM[self.scenario], *COMMON, f"strategy={self.method}",
                 f"optimizer.lr={self.lr}", f"trainer.batch_size={self.batch_size}", f"trainer.epochs={self.epochs}"]
-        keys += [f"strategy.{k}={_value(v)}" for k, v in self.strategy.items()]
+        keys += [f"strategy.{k}={override_value(v)}" for k, v in self.strategy.items()]
         return [*keys, *self.clrelu_extra, f"seed={seed}"]
 
 
-def _value(v) -> str:
+def override_value(v) -> str:
+    """A value as a Hydra override writes it."""
     if isinstance(v, bool):
         return str(v).lower()
     if v is None:
         return "null"
     if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_value(x) for x in v) + "]"
+        return "[" + ",".join(override_value(x) for x in v) + "]"
     return str(v)
 
 

@@ -2,6 +2,7 @@
 (mean and standard deviation over seeds), their difference, and clrelu's speed ratio.
 
     python scripts/peers/table.py /work/peers/results/peers.jsonl
+    python scripts/peers/table.py --settings      # the settings of every row, from methods.py
 
 Final accuracy: the mean over every task of the accuracy after the last task, in percent. Difference: clrelu's mean
 minus the peer's, in points; rows whose difference is above 2 points in size are marked. Speed ratio: clrelu's timed
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from methods import ROWS  # noqa: E402  (the table beside this script)
+from methods import ROWS, override_value  # noqa: E402  (the table beside this script)
 
 THRESHOLD = 2.0  # points of final accuracy beyond which a difference must be explained or fixed
 HEADER = ("| method | scenario | peer | seeds | clrelu (%) | peer (%) | difference (points) | speed ratio |\n"
@@ -62,10 +63,31 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def settings() -> str:
+    """The settings of every row: clrelu's strategy keys and the peer's own arguments, as methods.py gives them."""
+    lines = ["| method | scenario | peer | lr, batch, epochs | clrelu | peer |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in ROWS:
+        mine = " ".join([f"`strategy={r.method}`", *(f"`{k}={override_value(v)}`" for k, v in r.strategy.items())])
+        if r.model != "mlp":
+            mine = f"`model={r.model}` " + mine
+        theirs = f"{r.peer_method}: " + ", ".join(f"{k}={v}" for k, v in r.peer_args.items())
+        lines.append(f"| {r.method} | {r.scenario} | {r.peer} | {r.lr}, {r.batch_size}, {r.epochs} | {mine} | "
+                     f"{theirs} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="run.py's JSONL file")
-    print(table(read(parser.parse_args().results)))
+    parser.add_argument("results", type=Path, nargs="?", help="run.py's JSONL file")
+    parser.add_argument("--settings", action="store_true", help="print the settings of every row instead")
+    args = parser.parse_args()
+    if args.settings:
+        print(settings())
+    elif args.results is None:
+        parser.error("give the results file, or --settings")
+    else:
+        print(table(read(args.results)))
 
 
 if __name__ == "__main__":
