@@ -97,12 +97,15 @@ def simple_mlp_for(r: Row) -> nn.Module:
 
 def strategy(r: Row, model: nn.Module, evaluator):
     """The Avalanche strategy of row `r`, with the row's optimizer, batch size and epochs."""
-    from avalanche.training import AGEM, GEM, MAS, GDumb, ICaRL, PackNet
+    from avalanche.training import AGEM, GEM, MAS, GDumb, ICaRL, Naive, PackNet
     from avalanche.training.plugins import LRSchedulerPlugin
 
     a = dict(r.peer_args)
     common = {"train_epochs": r.epochs, "eval_mb_size": EVAL_BATCH, "device": "cpu", "evaluator": evaluator}
     loss = nn.CrossEntropyLoss()
+    if r.peer_method == "Naive":
+        return Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=r.lr), criterion=loss,
+                     train_mb_size=r.batch_size, **common)
     if r.peer_method == "AGEM":
         return AGEM(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=r.lr), criterion=loss,
                     patterns_per_exp=a["patterns_per_exp"], sample_size=a["sample_size"],

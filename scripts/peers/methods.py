@@ -77,6 +77,8 @@ GDUMB_PEER = {"mem_size": 500, "train_mb_size": 16, "train_epochs": 128, "lr": 0
               "weight_decay": 1e-6, "eta_min": 0.0005}
 
 ROWS = [
+    # Control: plain fine-tuning, to tell a difference of the stream and data pipeline from one of a method.
+    Row("naive", "domain", "avalanche", "Naive", lr=0.1, batch_size=128),
     # A-GEM: 250 samples per task, reference gradients on 256 memory samples (facebookresearch/agem's MNIST values).
     Row("agem", "class", "avalanche", "AGEM", lr=0.1, batch_size=10,
         strategy={"memory_size": 250, "sample_size": 256},
