@@ -167,7 +167,7 @@ def run(r: Row, seed: int, root: str) -> dict:
         metrics = learner.eval(tests[:i + 1])
         seconds += time.perf_counter() - started
     accs = accuracies(metrics, len(tests))
-    return {"side": r.peer, "method": r.method, "scenario": r.scenario, "seed": seed, "accuracies": accs,
+    return {"side": r.peer, "method": r.label, "scenario": r.scenario, "seed": seed, "accuracies": accs,
             "final_accuracy": sum(accs) / len(accs), "seconds": seconds}
 
 

@@ -47,7 +47,7 @@ def run(r: Row, seed: int, folder: Path, synthetic: bool = False, extra: list[st
     summary = pd.read_csv(folder / "summary.csv").iloc[0]
     last = pd.read_csv(folder / "accuracy.csv", index_col=0).iloc[-1]
     accuracies = [100 * float(a) for a in last]
-    return {"side": "clrelu", "method": r.method, "scenario": r.scenario, "seed": seed,
+    return {"side": "clrelu", "method": r.label, "scenario": r.scenario, "seed": seed,
             "accuracies": accuracies, "final_accuracy": sum(accuracies) / len(accuracies),
             "seconds": float(summary.train_seconds + summary.eval_seconds),
             "train_seconds": float(summary.train_seconds), "eval_seconds": float(summary.eval_seconds)}

@@ -81,7 +81,7 @@ def run(r: Row, seed: int, root: str, hat: Path) -> dict:
             appr.train(t, x, y, x[cut:], y[cut:])
             accuracies = [100 * appr.eval(u, tasks[u]["test"]["x"], tasks[u]["test"]["y"])[1] for u in range(t + 1)]
         seconds += time.perf_counter() - started
-    return {"side": "hat", "method": r.method, "scenario": r.scenario, "seed": seed, "accuracies": accuracies,
+    return {"side": "hat", "method": r.label, "scenario": r.scenario, "seed": seed, "accuracies": accuracies,
             "final_accuracy": sum(accuracies) / len(accuracies), "seconds": seconds}
 
 

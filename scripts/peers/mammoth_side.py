@@ -141,7 +141,7 @@ def run(r: Row, seed: int, data: str, mammoth: Path, work: Path, mammoth_init: b
     utils.training.train = timed
     mammoth_main.main()
     accs = [float(a) for a in final["accs"]]
-    return {"side": "mammoth", "method": r.method, "scenario": r.scenario, "seed": seed, "accuracies": accs,
+    return {"side": "mammoth", "method": r.label, "scenario": r.scenario, "seed": seed, "accuracies": accs,
             "final_accuracy": sum(accs) / len(accs), "seconds": seconds["train"]}
 
 

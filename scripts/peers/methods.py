@@ -49,10 +49,15 @@ class Row:
     epochs: int = 1
     model: str = "mlp"
     clrelu_extra: tuple = ()
+    name: str = ""  # the row's name where it is not the method's (a second peer for one method)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.method
 
     @property
     def key(self) -> str:
-        return f"{self.method}/{self.scenario}"
+        return f"{self.label}/{self.scenario}"
 
     def clrelu_overrides(self, seed: int) -> list[str]:
         """The `clrelu run` overrides of this row for `seed`."""
@@ -79,6 +84,7 @@ GDUMB_PEER = {"mem_size": 500, "train_mb_size": 16, "train_epochs": 128, "lr": 0
 ROWS = [
     # Control: plain fine-tuning, to tell a difference of the stream and data pipeline from one of a method.
     Row("naive", "domain", "avalanche", "Naive", lr=0.1, batch_size=128),
+    Row("naive", "domain", "mammoth", "sgd", lr=0.2, batch_size=128, name="naive-mammoth"),
     # A-GEM: 250 samples per task, reference gradients on 256 memory samples (facebookresearch/agem's MNIST values).
     Row("agem", "class", "avalanche", "AGEM", lr=0.1, batch_size=10,
         strategy={"memory_size": 250, "sample_size": 256},

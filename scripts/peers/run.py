@@ -37,13 +37,13 @@ def done(results: Path) -> set[tuple]:
 
 
 def clrelu_command(r: Row, seed: int, runs: Path) -> list[str]:
-    folder = runs / "clrelu" / f"{r.method}-{r.scenario}-{seed}"
-    return [sys.executable, str(HERE / "clrelu_side.py"), "--method", r.method, "--scenario", r.scenario,
+    folder = runs / "clrelu" / f"{r.label}-{r.scenario}-{seed}"
+    return [sys.executable, str(HERE / "clrelu_side.py"), "--method", r.label, "--scenario", r.scenario,
             "--seed", str(seed), "--folder", str(folder)]
 
 
 def peer_command(r: Row, seed: int, args: argparse.Namespace) -> list[str]:
-    common = ["--method", r.method, "--scenario", r.scenario, "--seed", str(seed)]
+    common = ["--method", r.label, "--scenario", r.scenario, "--seed", str(seed)]
     if r.peer == "avalanche":
         return [args.peer_python, str(HERE / "avalanche_side.py"), *common, "--data", args.data]
     if r.peer == "mammoth":
@@ -54,7 +54,7 @@ def peer_command(r: Row, seed: int, args: argparse.Namespace) -> list[str]:
 
 def claim(results: Path, side: str, r: Row, seed: int) -> Path | None:
     """Claim one side of one seed for this process (a file created exclusively), or None when another has it."""
-    path = results.parent / "runs" / "claims" / f"{side}-{r.method}-{r.scenario}-{seed}"
+    path = results.parent / "runs" / "claims" / f"{side}-{r.label}-{r.scenario}-{seed}"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -99,7 +99,7 @@ def main() -> None:
             continue
         for seed in args.seeds:
             for side in ("clrelu", r.peer):
-                if (side, r.method, r.scenario, seed) in done(args.results):
+                if (side, r.label, r.scenario, seed) in done(args.results):
                     continue
                 claimed = claim(args.results, side, r, seed)
                 if claimed is None:

@@ -46,9 +46,9 @@ def table(results: list[dict]) -> str:
     """The markdown table, one line per row of methods.py with results on both sides, in the order of ROWS."""
     lines = [HEADER]
     for r in ROWS:
-        mine = {x["seed"]: x for x in results if (x["side"], x["method"], x["scenario"]) == ("clrelu", r.method,
+        mine = {x["seed"]: x for x in results if (x["side"], x["method"], x["scenario"]) == ("clrelu", r.label,
                                                                                               r.scenario)}
-        theirs = {x["seed"]: x for x in results if (x["side"], x["method"], x["scenario"]) == (r.peer, r.method,
+        theirs = {x["seed"]: x for x in results if (x["side"], x["method"], x["scenario"]) == (r.peer, r.label,
                                                                                                r.scenario)}
         seeds = sorted(set(mine) & set(theirs))
         if not seeds:
@@ -58,7 +58,7 @@ def table(results: list[dict]) -> str:
         difference = mean_std(a)[0] - mean_std(b)[0]
         cell = f"**{difference:+.2f}**" if abs(difference) > THRESHOLD else f"{difference:+.2f}"
         ratio = sum(mine[s]["seconds"] for s in seeds) / sum(theirs[s]["seconds"] for s in seeds)
-        lines.append(f"| {r.method} | {r.scenario} | {r.peer} | {len(seeds)} | {shown(a)} | {shown(b)} | "
+        lines.append(f"| {r.label} | {r.scenario} | {r.peer} | {len(seeds)} | {shown(a)} | {shown(b)} | "
                      f"{cell} | {ratio:.2f} |")
     return "\n".join(lines)
 
@@ -72,7 +72,7 @@ def settings() -> str:
         if r.model != "mlp":
             mine = f"`model={r.model}` " + mine
         theirs = f"{r.peer_method}: " + ", ".join(f"{k}={v}" for k, v in r.peer_args.items())
-        lines.append(f"| {r.method} | {r.scenario} | {r.peer} | {r.lr}, {r.batch_size}, {r.epochs} | {mine} | "
+        lines.append(f"| {r.label} | {r.scenario} | {r.peer} | {r.lr}, {r.batch_size}, {r.epochs} | {mine} | "
                      f"{theirs} |")
     return "\n".join(lines)
 
