@@ -28,7 +28,7 @@ def test_every_row_composes_with_its_shared_settings(row):
     assert cfg.threads == 1 and cfg.eval.tasks == "seen"
     for key, value in row.strategy.items():
         assert cfg.strategy[key] == value
-    assert row.peer in methods.PEERS and methods.row(row.method, row.scenario) is row
+    assert row.peer in methods.PEERS and methods.row(row.label, row.scenario) is row
 
 
 def test_an_unknown_row_is_named_with_the_rows_there_are():

@@ -89,7 +89,7 @@ def simple_mlp() -> nn.Module:
 def simple_mlp_for(r: Row) -> nn.Module:
     """SimpleMLP, wrapped by Avalanche's PackNetModel for PackNet."""
     if r.peer_method == "PackNet":
-        from avalanche.models import PackNetModel
+        from avalanche.models.packnet import PackNetModel
 
         return PackNetModel(simple_mlp())
     return simple_mlp()

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from clrelu.config import compose
-from clrelu.run.experiment import run_experiment
+from clrelu.training.experiment import run_experiment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from methods import SCENARIOS, Row, row  # noqa: E402  (the table beside this script)

@@ -1,7 +1,7 @@
 """The side-by-side table from run.py's JSONL results: per method and scenario, clrelu's and the peer's final accuracy
 (mean and standard deviation over seeds), their difference, and clrelu's speed ratio.
 
-    python scripts/peers/table.py /work/peers/results/peers.jsonl
+    python scripts/peers/table.py /work/peers/results/peers.jsonl [more.jsonl ...]
     python scripts/peers/table.py --settings      # the settings of every row, from methods.py
 
 Final accuracy: the mean over every task of the accuracy after the last task, in percent. Difference: clrelu's mean
@@ -71,7 +71,7 @@ def settings() -> str:
         mine = " ".join([f"`strategy={r.method}`", *(f"`{k}={override_value(v)}`" for k, v in r.strategy.items())])
         if r.model != "mlp":
             mine = f"`model={r.model}` " + mine
-        theirs = f"{r.peer_method}: " + ", ".join(f"{k}={v}" for k, v in r.peer_args.items())
+        theirs = ": ".join([r.peer_method, *([", ".join(f"{k}={v}" for k, v in r.peer_args.items())] if r.peer_args else [])])
         lines.append(f"| {r.label} | {r.scenario} | {r.peer} | {r.lr}, {r.batch_size}, {r.epochs} | {mine} | "
                      f"{theirs} |")
     return "\n".join(lines)
@@ -79,15 +79,15 @@ def settings() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, nargs="?", help="run.py's JSONL file")
+    parser.add_argument("results", type=Path, nargs="*", help="run.py's JSONL files (their lines together)")
     parser.add_argument("--settings", action="store_true", help="print the settings of every row instead")
     args = parser.parse_args()
     if args.settings:
         print(settings())
-    elif args.results is None:
-        parser.error("give the results file, or --settings")
+    elif not args.results:
+        parser.error("give the results files, or --settings")
     else:
-        print(table(read(args.results)))
+        print(table([line for path in args.results for line in read(path)]))
 
 
 if __name__ == "__main__":
