@@ -112,7 +112,7 @@ ROWS = [
         strategy={"memory_size": 500, "alpha": 1.0, "beta": 0.5, "replay_batch_size": 10},
         peer_args={"buffer_size": 500, "alpha": 1.0, "beta": 0.5, "minibatch_size": 10}),
     # DER++ domain: Mammoth's perm-mnist lr 0.2 diverges on permuted Fashion-MNIST on both sides (seed 0: clrelu's
-    # loss inf at task 5 step 12, Mammoth's NaN assertion in task 5), so both use 0.1, its value for 200 samples.
+    # loss inf in the fifth task, Mammoth's NaN assertion in the fourth), so both use 0.1, its value for 200 samples.
     Row("derpp", "domain", "mammoth", "derpp", lr=0.1, batch_size=128,
         strategy={"memory_size": 500, "alpha": 1.0, "beta": 0.5, "replay_batch_size": 128},
         peer_args={"buffer_size": 500, "alpha": 1.0, "beta": 0.5, "minibatch_size": 128}),
@@ -136,8 +136,8 @@ ROWS = [
     # MAS: Avalanche's MASPlugin takes |gradient| of the batch mean of ||f(x)||^2 over training batches and a running
     # average of the importances (alpha 0.5); clrelu's importance_batch_size and alpha set the same, and no cap.
     # lambda 0.1, not their 1: after task 1 the largest importance is 69 (head weights), so under SGD at lr 0.1 the
-    # penalty's step factor 0.1 * 2 * lambda * 69 is 13.7 > 2 with lambda 1 and both sides diverge (seed 0: clrelu
-    # NaN at task 2 step 9, Avalanche NaN weights, accuracies 50, 0, 0, 0, 0); 1.4 with lambda 0.1.
+    # penalty's step factor 0.1 * 2 * lambda * 69 is 13.7 > 2 with lambda 1 and both sides diverge (seed 0: clrelu's
+    # loss NaN in the second task, Avalanche's weights NaN, accuracies 50, 0, 0, 0, 0); 1.4 with lambda 0.1.
     Row("mas", "class", "avalanche", "MAS", lr=0.1, batch_size=128,
         strategy={"mas_lambda": 0.1, "importance_batch_size": 128, "alpha": 0.5, "max_curvature": None},
         peer_args={"lambda_reg": 0.1, "alpha": 0.5}),
