@@ -77,3 +77,14 @@ def test_table_from_a_fixture(tmp_path):
 def test_mean_std_by_hand():
     assert table.mean_std([1.0, 2.0, 6.0]) == pytest.approx((3.0, math.sqrt(7.0)))
     assert math.isnan(table.mean_std([4.0])[1])
+
+
+def test_per_seed_lists_every_seed_of_either_side(tmp_path):
+    lines = [fixture_line("clrelu", "agem", "class", 0, 50.0, 10.0),
+             fixture_line("avalanche", "agem", "class", 0, 47.5, 100.0),
+             fixture_line("clrelu", "agem", "class", 2, 90.0, 5.0),
+             fixture_line("avalanche", "der", "class", 1, 60.0, 5.0)]  # der's peer is mammoth: not this row's
+    path = tmp_path / "peers.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rows = table.per_seed(table.read(path)).splitlines()
+    assert rows[2:] == ["| agem | class | 0 | 50.00 | 47.50 |", "| agem | class | 2 | 90.00 | - |"]

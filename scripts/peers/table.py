@@ -3,6 +3,7 @@
 
     python scripts/peers/table.py /work/peers/results/peers.jsonl [more.jsonl ...]
     python scripts/peers/table.py --settings      # the settings of every row, from methods.py
+    python scripts/peers/table.py --per-seed /work/peers/results/peers.jsonl   # every seed's final accuracies
 
 Final accuracy: the mean over every task of the accuracy after the last task, in percent. Difference: clrelu's mean
 minus the peer's, in points; rows whose difference is above 2 points in size are marked. Speed ratio: clrelu's timed
@@ -42,14 +43,18 @@ def shown(values: list[float]) -> str:
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
+def sides(results: list[dict], r) -> tuple[dict, dict]:
+    """Row `r`'s results by seed: clrelu's and the peer's."""
+    def of(side):
+        return {x["seed"]: x for x in results if (x["side"], x["method"], x["scenario"]) == (side, r.label, r.scenario)}
+    return of("clrelu"), of(r.peer)
+
+
 def table(results: list[dict]) -> str:
     """The markdown table, one line per row of methods.py with results on both sides, in the order of ROWS."""
     lines = [HEADER]
     for r in ROWS:
-        mine = {x["seed"]: x for x in results if (x["side"], x["method"], x["scenario"]) == ("clrelu", r.label,
-                                                                                              r.scenario)}
-        theirs = {x["seed"]: x for x in results if (x["side"], x["method"], x["scenario"]) == (r.peer, r.label,
-                                                                                               r.scenario)}
+        mine, theirs = sides(results, r)
         seeds = sorted(set(mine) & set(theirs))
         if not seeds:
             continue
@@ -60,6 +65,17 @@ def table(results: list[dict]) -> str:
         ratio = sum(mine[s]["seconds"] for s in seeds) / sum(theirs[s]["seconds"] for s in seeds)
         lines.append(f"| {r.label} | {r.scenario} | {r.peer} | {len(seeds)} | {shown(a)} | {shown(b)} | "
                      f"{cell} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def per_seed(results: list[dict]) -> str:
+    """Every row's final accuracy seed by seed on each side (a seed one side has not finished shows as -)."""
+    lines = ["| method | scenario | seed | clrelu (%) | peer (%) |", "| --- | --- | --- | --- | --- |"]
+    for r in ROWS:
+        mine, theirs = sides(results, r)
+        for seed in sorted(set(mine) | set(theirs)):
+            cells = [f"{side[seed]['final_accuracy']:.2f}" if seed in side else "-" for side in (mine, theirs)]
+            lines.append(f"| {r.label} | {r.scenario} | {seed} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
@@ -81,9 +97,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, nargs="*", help="run.py's JSONL files (their lines together)")
     parser.add_argument("--settings", action="store_true", help="print the settings of every row instead")
+    parser.add_argument("--per-seed", action="store_true", help="print every row's accuracies seed by seed instead")
     args = parser.parse_args()
     if args.settings:
         print(settings())
+    elif args.per_seed and args.results:
+        print(per_seed([line for path in args.results for line in read(path)]))
     elif not args.results:
         parser.error("give the results files, or --settings")
     else:
