@@ -127,8 +127,9 @@ ROWS = [
     Row("icarl", "class", "avalanche", "ICaRL", lr=0.1, batch_size=10,
         strategy={"memory_size": 2000, "herding": "welling", "weight_decay": 0},
         peer_args={"memory_size": 2000, "fixed_memory": True}),
-    # GDumb: 500 samples, 128 passes of 16 with SGD (momentum 0.9, weight decay 1e-6) and SGDR from 0.05 to 0.0005;
-    # the row's lr and batch size are the stream's, which GDumb never trains on.
+    # GDumb: 500 samples, 128 passes of 16 with SGD (momentum 0.9, weight decay 1e-6), a warm-up pass, then SGDR from
+    # 0.05 to 0.0005 (drimpossible/GDumb's main.py on both sides: avalanche_side.gdumb_schedule); the row's lr and batch
+    # size are the stream's, which GDumb never trains on.
     Row("gdumb", "class", "avalanche", "GDumb", lr=0.05, batch_size=16,
         strategy={"memory_size": 500}, peer_args=GDUMB_PEER),
     Row("gdumb", "domain", "avalanche", "GDumb", lr=0.05, batch_size=16,
