@@ -87,7 +87,8 @@ def settings() -> str:
         mine = " ".join([f"`strategy={r.method}`", *(f"`{k}={override_value(v)}`" for k, v in r.strategy.items())])
         if r.model != "mlp":
             mine = f"`model={r.model}` " + mine
-        theirs = ": ".join([r.peer_method, *([", ".join(f"{k}={v}" for k, v in r.peer_args.items())] if r.peer_args else [])])
+        args = ", ".join(f"{k}={v}" for k, v in r.peer_args.items())
+        theirs = f"{r.peer_method}: {args}" if args else r.peer_method
         lines.append(f"| {r.label} | {r.scenario} | {r.peer} | {r.lr}, {r.batch_size}, {r.epochs} | {mine} | "
                      f"{theirs} |")
     return "\n".join(lines)
