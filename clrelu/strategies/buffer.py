@@ -191,8 +191,9 @@ def herding(features: torch.Tensor, m: int, method: str = "welling", max_iterati
     """The first `m` exemplars of a class by herding on its (L2-normalised) `features`, in the order chosen.
 
     welling: iCaRL's code (srebuffi/iCaRL): w <- mu, then repeatedly pick argmax_i <w, f_i> and set
-    w <- w + mu - f_pick; a sample picked again is not counted again; at most `max_iterations` picks.
-    exclusive: the paper's Algorithm 4 as Mammoth and Avalanche code it: the k-th exemplar is the sample not chosen
+    w <- w + mu - f_pick; a sample picked again is not counted again; at most `max_iterations` picks (Avalanche 0.6's
+    ICaRL codes the same).
+    exclusive: the paper's Algorithm 4 as Mammoth codes it: the k-th exemplar is the sample not chosen
     yet whose feature brings the mean of the chosen ones closest to mu.
     On unit-norm features both pick the same argmax until welling's would pick a sample again.
     """
