@@ -238,3 +238,11 @@ def test_a_permuted_run_records_online_accuracy_and_plasticity_for_every_task(tm
     summary = record.summary()
     assert summary["online_first_tenth"] == online.online_accuracy.iloc[0]
     assert summary["online_last_tenth"] == online.online_accuracy.iloc[-1]
+
+
+def test_a_diverged_layer_has_nan_measures_not_an_error():
+    H = torch.rand(40, 6)
+    H[3, 2] = float("inf")
+    sigma = singular_values(H)
+    assert sigma.shape == (6,) and sigma.isnan().all()
+    assert math.isnan(effective_rank(sigma)) and math.isnan(srank(sigma))

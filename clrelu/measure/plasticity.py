@@ -65,9 +65,12 @@ def singular_values(H: torch.Tensor) -> torch.Tensor:
     zeros, so they are left out. The rest come from the eigenvalues of the Gram matrix of the smaller
     side (k x k, k = min(m, n)) computed in float64, where the products of H's float32 values are
     exact: far cheaper than an SVD of H, and the same values to about 1e-12 of the largest, unless
-    some eigenvalue is too small to resolve (see RESOLVED); then `torch.linalg.svdvals` gives them.
+    some eigenvalue is too small to resolve (see RESOLVED); then `torch.linalg.svdvals` gives them. A matrix
+    with an inf or NaN (a diverged network) has NaN singular values.
     """
     k = min(H.shape)
+    if not torch.isfinite(H).all():
+        return torch.full((k,), float("nan"), dtype=torch.float64, device=H.device)
     magnitude = H.abs()
     R = H
     for dim, kept in ((1, magnitude.amax(0) > 0), (0, magnitude.amax(1) > 0)):  # the columns, then the rows, not all 0
@@ -89,18 +92,23 @@ def singular_values(H: torch.Tensor) -> torch.Tensor:
 
 def effective_rank(sigma: torch.Tensor) -> float:
     """Roy & Vetterli's effective rank, exp(-sum_k p_k log p_k), p_k = sigma_k / sum_j sigma_j, terms with
-    p_k = 0 counting 0 (Dohare et al.'s compute_effective_rank). A zero matrix has effective rank 0."""
+    p_k = 0 counting 0 (Dohare et al.'s compute_effective_rank). A zero matrix has effective rank 0; NaN
+    singular values give NaN."""
     total = sigma.sum()
+    if not torch.isfinite(total):
+        return float("nan")
     if total <= 0:
         return 0.0
     p = sigma[sigma > 0] / total
     return math.exp(-(p * p.log()).sum().item())
 
 
-def srank(sigma: torch.Tensor, delta: float = 0.01) -> int:
+def srank(sigma: torch.Tensor, delta: float = 0.01) -> int | float:
     """Kumar et al. 2021: the smallest k with sum_{i<=k} sigma_i / sum_i sigma_i >= 1 - delta (sigma in
-    decreasing order). A zero matrix has srank 0."""
+    decreasing order). A zero matrix has srank 0; NaN singular values give NaN."""
     total = sigma.sum()
+    if not torch.isfinite(total):
+        return float("nan")
     if total <= 0:
         return 0
     share = sigma.sort(descending=True).values.cumsum(0) / total
@@ -120,6 +128,8 @@ def channel_summary(maps: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, 
     for part in maps.split(chunk):
         rows = part.transpose(0, 1).reshape(part.shape[1], -1).double()  # C x (samples * positions)
         gram += rows @ rows.T
+    if not torch.isfinite(gram).all():  # a diverged network
+        return activity, torch.full((maps.shape[1],), float("nan"), dtype=torch.float64, device=maps.device)
     sigma = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(0)
     return activity, sigma
 
