@@ -1,17 +1,19 @@
 """How a run's log lines look: plain text for information, and the level in front of anything worse, as
 `clrelu: warning: ...` on the console and `warning: ...` in run.log (conf/config.yaml's job_logging); folders as
-users typed them."""
+users typed them (printable: a folder name cannot send escape sequences to the terminal)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from clrelu.errors import printable
+
 
 def shown(folder: Path) -> str:
     """A folder as users typed it: relative to the working directory when it lies below it."""
     folder = Path(folder).resolve()
-    return str(folder.relative_to(Path.cwd())) if folder.is_relative_to(Path.cwd()) else str(folder)
+    return printable(str(folder.relative_to(Path.cwd())) if folder.is_relative_to(Path.cwd()) else str(folder))
 
 
 class LevelFormatter(logging.Formatter):
