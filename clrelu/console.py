@@ -5,6 +5,7 @@ users typed them (printable: a folder name cannot send escape sequences to the t
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from clrelu.errors import printable
@@ -28,3 +29,15 @@ class LevelFormatter(logging.Formatter):
             record = logging.makeLogRecord({**record.__dict__,
                                             "message": f"{self.prefix}{record.levelname.lower()}: {record.message}"})
         return super().formatMessage(record)
+
+
+class RunLog(logging.FileHandler):
+    """run.log: a FileHandler that opens its file through the run folder's door (rundir/files.py), so that a link
+    or a FIFO planted in its place is never written through nor blocks."""
+
+    def _open(self):
+        from clrelu.rundir import files
+
+        path = Path(self.baseFilename)
+        fd = files.open_fd(path.parent, path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)

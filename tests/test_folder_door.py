@@ -137,7 +137,7 @@ def test_a_resumed_run_refuses_a_planted_file(runs, tmp_path, decoy, monkeypatch
 
 
 @pytest.mark.parametrize("kind", [LINK, FIFO])
-@pytest.mark.parametrize("place", ["summary.csv", "deep/er/summary.csv", ".hydra/overrides.yaml"])
+@pytest.mark.parametrize("place", ["summary.csv", "deep/er/summary.csv", ".hydra/config.yaml"])
 def test_compare_leaves_out_what_it_must_not_open(runs, tmp_path, decoy, capsys, monkeypatch, place, kind):
     sweep = tmp_path / "sweep"
     shutil.copytree(runs / "finished", sweep / "a")
@@ -151,8 +151,8 @@ def test_compare_leaves_out_what_it_must_not_open(runs, tmp_path, decoy, capsys,
     out, err = capsys.readouterr()
     assert code == 0 and out.count("\n") == 2  # the header and one group: run a's
     left_out = [line for line in err.splitlines() if line.startswith("left out: ")]
-    expected = (f"{sweep / 'b' / place}: is a symbolic link, not followed" if kind == LINK and place != ".hydra/overrides.yaml"
-                else refusal(sweep / "b" / place, kind) if place == ".hydra/overrides.yaml"
+    expected = (refusal(sweep / "b" / place, kind) if place == ".hydra/config.yaml"
+                else f"{sweep / 'b' / place}: is a symbolic link, not followed" if kind == LINK
                 else f"{sweep / 'b' / place}: is not a regular file; not read")
     assert len(left_out) == 1 and left_out[0].startswith(f"left out: {expected}"), err
     assert hashes(decoy) == before

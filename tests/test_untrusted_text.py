@@ -1,4 +1,4 @@
-"""Attack: text from a run folder (config values in overrides.yaml, a status, an error) that would inject a
+"""Attack: text from a run folder (config values in .hydra/, a status, an error) that would inject a
 formula into a spreadsheet, split a line of `compare`'s report, or send escape sequences to the terminal."""
 
 import csv
@@ -39,6 +39,7 @@ def sweep(tmp_path_factory):
     for name, root_value in (("formula", FORMULA), ("escapes", ESCAPES), ("failed", "x"), ("split", "y")):
         shutil.copytree(root / "run", sweep / name)
         (sweep / name / ".hydra").mkdir()
+        (sweep / name / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"data": {"root": root_value}}))
         (sweep / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"data.root={root_value}"]))
     with_summary(sweep / "failed", status="failed", error=f"boom\nclrelu: all fine {ESCAPES}")
     with_summary(sweep / "split", status="running\nclrelu: all fine")

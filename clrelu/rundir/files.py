@@ -191,7 +191,7 @@ def write_atomically(folder: Path, name: str, write: Callable[[BinaryIO], None])
     partial = f".{last}.{os.getpid()}.tmp"
     handle: _Output | None = None
     try:
-        with _folder(folder, above) as fd:
+        with _folder(folder, above, create=True) as fd:
             created = False
             try:
                 with contextlib.suppress(FileNotFoundError):  # what a killed write of a process with this pid left
