@@ -217,10 +217,12 @@ class RunRecord:
         """Refuse (DamagedCheckpoint) a record state that is not what `state()` writes for this run, or whose file
         lengths exceed the files on disk."""
         T = self.n_tasks
-        schema.mapping(path, "record", state, [k for k in self.STATE if k != "strategy_actions"],
-                       optional=("strategy_actions",))  # (a checkpoint of a clrelu before this count has none)
+        schema.mapping(path, "record", state, [k for k in self.STATE if k not in self.ADDED_LATER],
+                       optional=self.ADDED_LATER)  # (a checkpoint of an earlier clrelu has none of these)
         if "strategy_actions" in state:
             schema.number(path, "record['strategy_actions']", state["strategy_actions"])
+        if "eval_seconds_initial" in state:
+            schema.number(path, "record['eval_seconds_initial']", state["eval_seconds_initial"], minimum=0)
         rows = state["rows"]
         if not isinstance(rows, list) or len(rows) > T:
             raise schema.DamagedCheckpoint(path, f"record['rows'] is not a list of at most {T} tasks")
