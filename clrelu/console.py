@@ -18,16 +18,20 @@ def shown(folder: Path) -> str:
 
 
 class LevelFormatter(logging.Formatter):
-    """logging.Formatter that puts `<prefix><level>: ` before the message of a record at WARNING or above."""
+    """logging.Formatter that puts `<prefix><level>: ` before the message of a record at WARNING or above, and
+    writes every message on one line with control characters escaped (errors.printable): whatever a log line
+    quotes (a folder, a config value, a tracker's error), it cannot split a line or act on the terminal."""
 
     def __init__(self, fmt: str = "%(message)s", datefmt: str | None = None, prefix: str = ""):
         super().__init__(fmt, datefmt)
         self.prefix = prefix
 
     def formatMessage(self, record: logging.LogRecord) -> str:
+        message = printable(record.message)
         if record.levelno >= logging.WARNING:
-            record = logging.makeLogRecord({**record.__dict__,
-                                            "message": f"{self.prefix}{record.levelname.lower()}: {record.message}"})
+            message = f"{self.prefix}{record.levelname.lower()}: {message}"
+        if message is not record.message:
+            record = logging.makeLogRecord({**record.__dict__, "message": message})
         return super().formatMessage(record)
 
 

@@ -3,6 +3,7 @@ formula into a spreadsheet, split a line of `compare`'s report, or send escape s
 
 import csv
 import io
+import logging
 import shutil
 
 import pandas as pd
@@ -11,6 +12,8 @@ import yaml
 from conftest import run_in_process
 
 from clrelu.cli import main
+from clrelu.config import config_dir
+from clrelu.console import LevelFormatter
 from clrelu.errors import printable
 from clrelu.rundir.record import mark_summary
 
@@ -78,3 +81,18 @@ def test_printable_escapes_what_a_terminal_acts_on_and_keeps_the_rest():
     assert printable("plain/path with é, 中 and spaces") == "plain/path with é, 中 and spaces"
     assert printable("a\nb\r\tc\x1b[2J\x07\x00\x7f\x9b") == "a\\nb\\r\\tc\\x1b[2J\\x07\\x00\\x7f\\x9b"
     assert printable("name\u202egnp.exe\u2028x") == "name\\u202egnp.exe\\u2028x"  # reordering and line separators
+
+
+def test_a_log_line_quoting_untrusted_text_stays_one_printable_line():
+    """Every line a run logs (console and run.log share the formatter of conf/config.yaml) escapes what it quotes:
+    a folder or a value holding ESC, BEL or a newline cannot act on the terminal nor fake a line."""
+    formatters = yaml.safe_load((config_dir() / "config.yaml").read_text())["hydra"]["job_logging"]["formatters"]
+    for name, expected in (("console", "clrelu: warning: "), ("file", "")):
+        spec = dict(formatters[name])
+        assert spec.pop("()") == "clrelu.console.LevelFormatter"
+        formatter = LevelFormatter(**spec)
+        record = logging.LogRecord("clrelu", logging.WARNING, __file__, 1, "%s: finished already; skipped",
+                                   (f"out/{ESCAPES}\nclrelu: all fine",), None)
+        line = formatter.format(record)
+        assert line.endswith(f"{expected}out/\\x1b]0;owned\\x07\\x1b[2J\\rfake\\nclrelu: all fine: finished already; "
+                             "skipped") and line.isprintable(), repr(line)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from clrelu import checks, machine
 from clrelu.config import check_seeds, job_config
 from clrelu.console import shown
-from clrelu.errors import ClreluError, ConfigError, Interrupted, printable
+from clrelu.errors import ClreluError, ConfigError, Interrupted
 from clrelu.measure.diagnostics import ActivationMonitor
 from clrelu.measure.plasticity import PlasticityProbe
 from clrelu.rundir import files
@@ -204,7 +204,7 @@ def mark_interrupted(folder: Path, exc: BaseException) -> None:
         try:
             mark_summary(folder, "interrupted", stopping.reason(exc))
         except ClreluError as also:
-            log.warning("could not mark the run interrupted: %s", printable(str(also)))
+            log.warning("could not mark the run interrupted: %s", also)
 
 
 def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> RunRecord:
@@ -278,7 +278,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
             try:
                 record.write()
             except ClreluError as also:  # the disk that was full still is
-                log.warning("could not mark the run failed: %s", printable(str(also)))
+                log.warning("could not mark the run failed: %s", also)
         tracker.finish(record)  # a signal too: the tracker's run ends with the run
         if isinstance(exc, Interrupted):
             where = f"{shown(folder)}: {exc} after {record.tasks_done} of {stream.n_tasks} tasks"
