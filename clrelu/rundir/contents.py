@@ -59,16 +59,15 @@ def unsafe_entry(folder: Path, below: tuple[str, ...] = (".hydra",)) -> str | No
     file, said with what it is; None when there is none. (Folders Hydra and clrelu write into hold regular files
     and folders only.)"""
     for inner in ("", *below):
-        where = folder / inner if inner else folder
-        if inner and not (where.is_dir() and not where.is_symlink()):
+        if inner and files.kind(folder, inner) != "folder":
             continue
-        with os.scandir(where) as entries:
-            for entry in sorted(entries, key=lambda e: e.name):
-                name = f"{inner}/{entry.name}" if inner else entry.name
-                if entry.is_symlink():
-                    return f"{name} (a symbolic link)"
-                if not (entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False)):
-                    return f"{name} (a special file)"
+        for entry in sorted(files.names(folder, inner)):
+            name = f"{inner}/{entry}" if inner else entry
+            found = files.kind(folder, name)
+            if found == "link":
+                return f"{name} (a symbolic link)"
+            if found == "special":
+                return f"{name} (a special file)"
     return None
 
 
