@@ -16,6 +16,7 @@ import pandas as pd
 from clrelu.errors import ClreluError, ConfigError, reports
 from clrelu.report import load as loading
 from clrelu.rundir import csvfiles
+from clrelu.rundir import files as rundir_files
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,9 @@ def run(overrides: Sequence[str] = (), folder: str | os.PathLike | None = None) 
         raise (ConfigError if status == 2 else ClreluError)(message)
     record = records[-1]
     folder = Path(record.folder).resolve()
-    files = {entry.name: folder / entry.name for entry in sorted(os.scandir(folder), key=lambda e: e.name)
-             if entry.is_file(follow_symlinks=False) and not entry.name.startswith(".")}
-    return RunResult(folder, record.summary(), files)
+    written = {name: folder / name for name in sorted(rundir_files.names(folder))
+               if not name.startswith(".") and rundir_files.kind(folder, name) == "file"}
+    return RunResult(folder, record.summary(), written)
 
 
 class Results:

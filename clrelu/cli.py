@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from clrelu.errors import ClreluError, report  # (no third-party import at the top: Ctrl-C while they load is ours)
+from clrelu.errors import ClreluError, Interrupted, printable, report, warn  # (no third-party import at the top)
 
 USAGE = """\
 usage: clrelu <command> [arguments]      (clrelu --version, clrelu --help)
@@ -17,7 +17,7 @@ commands:
   run       learn a stream of tasks and write its accuracy and forgetting matrices as CSV
             e.g. clrelu run model=mlp stream=split_mnist; clrelu run -m model=mlp seed=0,1,2
             (clrelu run --help lists the config groups and keys)
-  compare   mean and std over seeds of every group of runs: clrelu compare outputs/sweeps/<sweep>
+  compare   mean and std over seeds of every group of runs: clrelu compare outputs/sweeps/<sweep> [--out FILE]
   plot      accuracy matrix and curves as PNG: clrelu plot <run or sweep folder> [--out FILE]
 """
 
@@ -139,6 +139,9 @@ def run_command(arguments: list[str]) -> int:
         return 130
     except SystemExit as stop:  # Hydra's --version, --hydra-help, --info end with SystemExit
         return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+    except Interrupted as exc:  # SIGTERM or SIGHUP during a run, which recorded it as interrupted
+        print(f"clrelu: interrupted: {printable(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     except Exception as exc:
         if show_traceback:
             raise
@@ -174,33 +177,45 @@ def _guarded(command) -> int:
     return 0
 
 
+def _left_out(lines: list[str]) -> None:
+    for line in lines:
+        print(f"left out: {printable(line)}", file=sys.stderr)
+
+
 def _compare(arguments: list[str]) -> int:
     from clrelu.report import compare
+    from clrelu.report.output import checked_output
 
     parser = Parser(prog="clrelu compare", description="Mean and standard deviation over seeds of every group "
-                    "of finished runs; writes compare.csv into the first folder.")
+                    "of finished runs; also written as compare.csv in the working directory (or --out).")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep folders")
     parser.add_argument("--by", help="comma-separated keys to group by (default: every config key that varies)")
     parser.add_argument("--metrics", default=",".join(compare.METRICS), help="comma-separated summary columns")
     parser.add_argument("--format", choices=compare.FORMATS, default="table")
+    parser.add_argument("--out", help="the CSV to write (default: compare.csv in the working directory); never "
+                        "inside a run or sweep folder, never over a file clrelu did not write")
     args = parser.parse_args(arguments)
 
     def command():
+        def target() -> Path:
+            return checked_output(args.out, "compare.csv", [Path(p) for p in args.paths], compare.is_comparison,
+                                  "a comparison table")
+
+        out = target() if args.out else None  # an --out that cannot be written is refused before any work
         metrics = args.metrics.split(",")
         left_out: list[str] = []
         frame = compare.load_runs(args.paths, left_out)
-        for line in left_out:
-            print(f"left out, damaged: {line}", file=sys.stderr)
+        _left_out(left_out)
         table = compare.compare(frame, args.by.split(",") if args.by else None, metrics)
         sys.stdout.write(compare.render(table, metrics, args.format))
         for line in compare.unfinished(frame):
-            print(f"left out, not finished: {line}", file=sys.stderr)
-        if Path(args.paths[0]).is_dir():
-            target = Path(args.paths[0]) / "compare.csv"
-            try:
-                compare.write(table, target)
-            except ClreluError as exc:
-                print(f"clrelu: warning: {exc}", file=sys.stderr)
+            print(f"left out, not finished: {printable(line)}", file=sys.stderr)
+        try:
+            compare.write(table, out or target())
+        except ClreluError as exc:
+            if out:
+                raise
+            warn(f"{exc} (the table was printed, not written)")
 
     return _guarded(command)
 
@@ -210,7 +225,8 @@ def _plot(arguments: list[str]) -> int:
                     "on every task over training, and the hidden layers' sparsity and task overlap. A sweep folder: "
                     "each group's curves of mean accuracy, sparsity and overlap over tasks.")
     parser.add_argument("path", metavar="PATH", help="a run folder or a sweep folder")
-    parser.add_argument("--out", help="the PNG to write (default: PATH/plot.png)")
+    parser.add_argument("--out", help="the figure to write (default: <folder name>.png in the working directory); "
+                        "never inside a run or sweep folder, never over a file clrelu did not write")
     args = parser.parse_args(arguments)
 
     def command():
@@ -218,9 +234,8 @@ def _plot(arguments: list[str]) -> int:
 
         left_out: list[str] = []
         written = plot(args.path, args.out, left_out)
-        for line in left_out:
-            print(f"left out, damaged: {line}", file=sys.stderr)
-        print(written)
+        _left_out(left_out)
+        print(printable(str(written)))
 
     return _guarded(command)
 

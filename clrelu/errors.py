@@ -1,10 +1,16 @@
-"""The errors clrelu reports to users as one line, and the exit code of each."""
+"""The errors clrelu reports to users as one line, and the exit code of each; untrusted text made printable."""
 
 import sys
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 _listeners: list[list[str]] = []  # see `reports`
+# Unicode categories never printed raw: controls (ESC, BEL, CR, LF, ...), format characters (bidirectional
+# overrides that reorder what a terminal shows), line and paragraph separators, surrogates (undecodable bytes
+# of a file name), private use and unassigned code points.
+UNPRINTED = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class ClreluError(Exception):
@@ -27,15 +33,41 @@ class RunError(ClreluError):
     """A failure while training, such as a loss that became NaN."""
 
 
+class Interrupted(BaseException):
+    """A run stopped by SIGTERM or SIGHUP (clrelu/training/stopping.py). Like KeyboardInterrupt it is no Exception, so
+    that no `except Exception` on the way (logging's, for one) swallows it; the exit code is the shell's for the
+    signal (128 + its number)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
 def choices_error(key: str, value, valid) -> ConfigError:
     """The error for a name that is not one of the valid choices of a key."""
     listed = ", ".join(str(v) for v in valid)
     return ConfigError(f"{key}={value}: unknown choice; valid choices are {listed}")
 
 
+def printable(text: str) -> str:
+    """`text` (a config value, a status, a file's content, a path) on one line with nothing a terminal would act
+    on: every character of the categories in UNPRINTED written as a Python escape (\\n, \\x1b, \\u202e)."""
+    if text.isprintable():  # the common case, and fast: str.isprintable is false for every category above
+        return text
+    return "".join(_escaped(c) if unicodedata.category(c) in UNPRINTED else c for c in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def report(message: str) -> None:
-    """Print an error for the user: one line on stderr."""
-    print(f"clrelu: error: {message}", file=sys.stderr)
+    """Print an error for the user: one line on stderr, its untrusted parts made printable."""
+    print(f"clrelu: error: {printable(message)}", file=sys.stderr)
     for listener in _listeners:
         listener.append(message)
 
@@ -50,3 +82,8 @@ def reports() -> Iterator[list[str]]:
         yield heard
     finally:
         _listeners.remove(heard)
+
+
+def warn(message: str) -> None:
+    """Print a warning for the user: one line on stderr, its untrusted parts made printable."""
+    print(f"clrelu: warning: {printable(message)}", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -97,3 +99,49 @@ def fake_dataset(root: Path, folder: str = "MNIST", n_train: int = 200, n_test: 
         write_idx(raw / f"{split}-images-idx3-ubyte.gz", images)
         write_idx(raw / f"{split}-labels-idx1-ubyte.gz", labels)
     return raw
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    """The sha256 of every file under `folder` (links and special files by what they are, never followed)."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[name] = f"link to {os.readlink(path)}"
+        elif path.is_file():
+            found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif not path.is_dir():
+            found[name] = "special"
+    return found
+
+
+@pytest.fixture
+def decoy(tmp_path) -> Path:
+    """A folder of a user's own files beside the run folders, that nothing clrelu does may change."""
+    folder = tmp_path / "decoy"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "thesis.txt").write_text("chapter 1\n" * 100)
+    (folder / "notes" / "results.csv").write_text("a,b\n1,2\n")
+    (folder / "summary.csv").write_text("model,stream,seed,n_tasks,tasks_done,status\nmlp,synthetic,0,3,3,finished\n")
+    return folder
+
+
+def one_line(stderr: str, prefix: str = "clrelu: error: ") -> str:
+    """The message of a one-line report on stderr (the test fails on anything else)."""
+    assert stderr.count("\n") == 1 and stderr.startswith(prefix), stderr
+    return stderr[len(prefix):-1]
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail with TimeoutError when the block takes longer (a FIFO that blocks an open or a read)."""
+    def expired(signum, frame):
+        raise TimeoutError(f"blocked for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import run_cli, run_in_process
 
-import clrelu.rundir.checkpoint
+import clrelu.rundir.files
 from clrelu.cli import run_command
 from clrelu.errors import ClreluError, RunError, report
 from clrelu.launch.plan import plan
@@ -174,10 +174,10 @@ def test_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
     # (tests run as root, for whom chmod does not make a folder read-only: the file system's answer is simulated)
     real_open = os.open
 
-    def read_only(path, flags, *mode):
+    def read_only(path, flags, *mode, **options):
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
-        return real_open(path, flags, *mode)
+        return real_open(path, flags, *mode, **options)
 
     (tmp_path / "run").mkdir()
     monkeypatch.setattr(os, "open", read_only)
@@ -187,20 +187,20 @@ def test_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_a_full_disk_marks_the_run_failed_and_leaves_no_temporary_file(tmp_path, monkeypatch):
-    original = clrelu.rundir.checkpoint.write_atomically
+    original = clrelu.rundir.files.write_atomically
     written = []
 
-    def full_after_task_1(path, write):
-        if path.name == "checkpoint.pt" and len(written) == 3:  # the checkpoints after init, task 0 and task 1
-            def partly(partial):
-                partial.write_bytes(b"half a checkpoint")
+    def full_after_task_1(folder, name, write):
+        if name == "checkpoint.pt" and len(written) == 3:  # the checkpoints after init, task 0 and task 1
+            def partly(handle):
+                handle.write(b"half a checkpoint")
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return original(path, partly)
-        if path.name == "checkpoint.pt":
-            written.append(path)
-        return original(path, write)
+            return original(folder, name, partly)
+        if name == "checkpoint.pt":
+            written.append(name)
+        return original(folder, name, write)
 
-    monkeypatch.setattr("clrelu.rundir.checkpoint.write_atomically", full_after_task_1)
+    monkeypatch.setattr("clrelu.rundir.files.write_atomically", full_after_task_1)
     with pytest.raises(RunError) as failed:
         run_in_process(tmp_path, *FAST)
     assert str(failed.value) == f"{tmp_path / 'checkpoint.pt'}: cannot be written (No space left on device)"

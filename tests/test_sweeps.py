@@ -36,7 +36,7 @@ def test_sweep_folders_say_what_each_run_is(sweep):
 
 
 def test_compare_equals_a_pandas_groupby_of_the_summaries(sweep):
-    done = run_cli("compare", str(sweep), "--format", "csv", cwd=sweep)
+    done = run_cli("compare", str(sweep), "--format", "csv", cwd=sweep.parent)
     assert done.returncode == 0, done.stderr
     shown = pd.read_csv(io.StringIO(done.stdout)).set_index("model")
     summaries = pd.concat([pd.read_csv(p) for p in sweep.rglob("summary.csv")])
@@ -46,8 +46,9 @@ def test_compare_equals_a_pandas_groupby_of_the_summaries(sweep):
         pd.testing.assert_series_equal(shown[f"{metric}_std"], expected[metric].std(), check_names=False)
     assert (shown.n_seeds == 2).all()
     assert list(shown.index) == ["mlp", "sparse"]  # seed is not a grouping key; model is the only one that varies
-    assert pd.read_csv(sweep / "compare.csv").equals(pd.read_csv(io.StringIO(done.stdout)))
-    table = run_cli("compare", str(sweep), cwd=sweep).stdout
+    assert pd.read_csv(sweep.parent / "compare.csv").equals(pd.read_csv(io.StringIO(done.stdout)))
+    assert not (sweep / "compare.csv").exists()  # compare never writes into what it reads
+    table = run_cli("compare", str(sweep), cwd=sweep.parent).stdout
     assert "±" in table and "sparse" in table
 
 
@@ -56,7 +57,7 @@ def test_compare_reports_and_leaves_out_unfinished_runs(sweep, tmp_path):
     start_and_kill_after(killed, 0, *FAST, "model=sparse", "trainer.epochs=300", "trainer.batch_size=10")
     done = run_cli("compare", str(sweep), str(killed), "--format", "csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"left out, not finished: {killed}: running after " in done.stderr
+    assert f"left out, not finished: {killed}: interrupted after " in done.stderr  # killed: nobody holds its lock
     shown = pd.read_csv(io.StringIO(done.stdout)).set_index("model")
     assert shown.loc["sparse", "n_runs"] == 2  # the killed sparse run is not in the mean
 
@@ -85,7 +86,7 @@ def test_plot_of_a_run_and_of_a_sweep(sweep, tmp_path):
     assert len(run_figure(run).axes) == 9
     done = run_cli("plot", str(sweep), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    image = matplotlib.image.imread(sweep / "plot.png")
+    image = matplotlib.image.imread(tmp_path / "sweep.png")  # in the working directory, named after the folder
     assert image.shape[0] > 300 and image.shape[1] > 600
     figure = sweep_figure(sweep)
     titles = [ax.get_title() for ax in figure.axes]
@@ -152,24 +153,24 @@ def test_a_relaunched_sweep_skips_finished_runs_and_resumes_the_others(tmp_path)
 def copy_of(sweep, tmp_path):
     copy = tmp_path / "sweep"
     shutil.copytree(sweep, copy)
-    (copy / "compare.csv").unlink(missing_ok=True)
-    (copy / "plot.png").unlink(missing_ok=True)
     return copy
 
 
-def test_compare_leaves_out_damaged_runs_naming_the_file(sweep, tmp_path, capsys):
+def test_compare_leaves_out_damaged_runs_naming_the_file(sweep, tmp_path, capsys, monkeypatch):
     copy = copy_of(sweep, tmp_path)
     runs = sorted(p for p in copy.iterdir() if p.is_dir())
     (runs[0] / "summary.csv").write_bytes(b"\x00\xff binary")
     (runs[1] / ".hydra" / "config.yaml").write_text("model: mlp\n  seed: [unclosed\n")
-    (copy / "compare.csv").mkdir()  # cannot be written
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "compare.csv").mkdir()  # cannot be written
     assert main(["compare", str(copy), "--format", "csv"]) == 0
     out, err = capsys.readouterr()
     assert pd.read_csv(io.StringIO(out)).n_runs.sum() == 2  # the two intact runs
     lines = err.splitlines()
-    assert lines[0].startswith(f"left out, damaged: {runs[0] / 'summary.csv'}: cannot be read (")
-    assert lines[1].startswith(f"left out, damaged: {runs[1] / '.hydra' / 'config.yaml'}: cannot be read as YAML")
-    assert lines[2] == f"clrelu: warning: {copy / 'compare.csv'}: cannot be written (Is a directory)"
+    assert lines[0].startswith(f"left out: {runs[0] / 'summary.csv'}: cannot be read (")
+    assert lines[1].startswith(f"left out: {runs[1] / '.hydra' / 'config.yaml'}: cannot be read as YAML")
+    assert lines[2].startswith("clrelu: warning: compare.csv (the default output of this command): exists, and is "
+                               "not a comparison table clrelu wrote")
     assert len(lines) == 3 and "Traceback" not in err
 
 
@@ -190,7 +191,7 @@ def test_plot_output_errors_are_one_line_and_the_path_printed_is_the_path_writte
     assert main(["plot", str(copy), "--out", str(tmp_path / "sweep.svg")]) == 0
     out, err = capsys.readouterr()
     assert out == f"{tmp_path / 'sweep.svg'}\n" and (tmp_path / "sweep.svg").is_file()
-    assert err.startswith(f"left out, damaged: {damaged / 'accuracy.csv'}: cannot be read as CSV (")
+    assert err.startswith(f"left out: {damaged / 'accuracy.csv'}: cannot be read as CSV (")
     assert err.count("\n") == 1
 
 

@@ -5,7 +5,9 @@ torchvision's own CIFAR classes unpickle after comparing each file's md5 with th
 clrelu reads the files itself with an unpickler that resolves nothing but the few numpy names a
 uint8 array needs, so a hostile file is refused with one line naming it, whatever its md5. Local
 files are then checked by structure (shapes, dtype, label counts and range), as MNIST's are, so any
-faithful copy works. Missing files are downloaded with torchvision's integrity-checked download (the
+faithful copy works. Sizes are checked before memory is spent: a file larger than its dataset's batches
+can be is refused unread, and an array a pickle declares must fit in the bytes the file holds (a small
+file cannot make clrelu allocate a huge one). Missing files are downloaded with torchvision's integrity-checked download (the
 md5 of the official archive) into a temporary folder and moved into place.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 import pickle
 import shutil
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 
 from clrelu.data.datasets import ImageData
+from clrelu.data.regular import open_regular
 from clrelu.data.vision import import_torchvision
 from clrelu.errors import DataError
 
@@ -37,16 +41,35 @@ class CifarSpec:
     torchvision_class: str
     label_key: str
     n_classes: int
+    batch_images: int  # the most images one official file holds
+
+    @property
+    def file_limit(self) -> int:
+        """The most bytes a file of this dataset can hold: its images, and generously its labels, names and
+        the pickle's overhead."""
+        return self.batch_images * (int(np.prod(IMAGE_SHAPE)) + 512) + (1 << 20)
 
 
 CIFAR = {
-    "cifar10": CifarSpec("CIFAR10", label_key="labels", n_classes=10),
-    "cifar100": CifarSpec("CIFAR100", label_key="fine_labels", n_classes=100),
+    "cifar10": CifarSpec("CIFAR10", label_key="labels", n_classes=10, batch_images=10000),
+    "cifar100": CifarSpec("CIFAR100", label_key="fine_labels", n_classes=100, batch_images=50000),
 }
 
 
 class Refused(pickle.UnpicklingError):
     """A pickle named a callable that a CIFAR file never needs."""
+
+
+class Oversized(pickle.UnpicklingError):
+    """A pickle declared an array larger than the file that holds it."""
+
+
+class _NdarrayName:
+    """What the pickle name numpy.ndarray resolves to: the type argument `_reconstruct` expects, which a pickle
+    cannot call (numpy.ndarray(shape, dtype) would allocate an uninitialised array of any size)."""
+
+    def __new__(cls, *args, **kwargs):
+        raise Refused("numpy.ndarray directly")
 
 
 def _latin1_encode(text: str, encoding: str) -> bytes:
@@ -65,31 +88,56 @@ ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NdarrayName,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
 }
 
 
 class ArrayUnpickler(pickle.Unpickler):
-    """An unpickler for dictionaries of numpy arrays, lists, numbers and strings: no other callable resolves."""
+    """An unpickler for dictionaries of numpy arrays, lists, numbers and strings: no other callable resolves, and
+    no array larger than `limit` bytes (the file's size) is made."""
+
+    def __init__(self, file, limit: int, **options):
+        super().__init__(file, **options)
+        self.limit = limit
 
     def find_class(self, module: str, name: str):
         if (module, name) not in ALLOWED:
             raise Refused(f"{module}.{name}")
-        return ALLOWED[(module, name)]
+        found = ALLOWED[(module, name)]
+        return self._reconstruct if found is _RECONSTRUCT else found
+
+    def _reconstruct(self, subtype, shape, dtype):
+        """numpy's `_reconstruct`, for an ndarray of a size the file can hold (numpy then fills it from the
+        file's bytes, checking that they match)."""
+        if subtype is not _NdarrayName:
+            raise Refused(f"_reconstruct of {subtype!r}")
+        if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise Refused(f"_reconstruct with shape {shape!r}")
+        declared = math.prod(shape) * np.dtype(dtype).itemsize
+        if declared > self.limit:
+            raise Oversized(f"an array of shape {shape} ({declared} bytes) in a file of {self.limit} bytes")
+        return _RECONSTRUCT(np.ndarray, shape, dtype)
 
     def persistent_load(self, pid):
         raise Refused(f"persistent id {pid!r}")
 
 
-def read_pickle(path: Path) -> dict:
-    """The dictionary in a CIFAR python-version file, unpickled with nothing but numpy arrays allowed."""
+def read_pickle(path: Path, limit: int) -> dict:
+    """The dictionary in a CIFAR python-version file of at most `limit` bytes, unpickled with nothing but numpy
+    arrays allowed, none larger than the file."""
     try:
-        payload = ArrayUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+        with open_regular(path, limit, "a file of this dataset") as handle:
+            content = handle.read()
+        payload = ArrayUnpickler(io.BytesIO(content), len(content), encoding="latin1").load()
     except Refused as exc:
         raise DataError(f"{path}: refused: the file asks to call {exc}, which a CIFAR batch never needs "
                         "(clrelu runs no code from data files); replace it with the official file") from None
+    except Oversized as exc:
+        raise DataError(f"{path}: refused: it declares {exc}; not a faithful CIFAR file") from None
+    except DataError:
+        raise
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except Exception as exc:  # noqa: BLE001 - a damaged pickle fails in many ways
@@ -102,7 +150,7 @@ def read_pickle(path: Path) -> dict:
 
 def _batch(path: Path, spec: CifarSpec) -> tuple[np.ndarray, np.ndarray]:
     """The images (N x 3072 uint8, channel-major as CIFAR stores them) and labels of one batch file."""
-    payload = read_pickle(path)
+    payload = read_pickle(path, spec.file_limit)
     missing = [key for key in ("data", spec.label_key) if key not in payload]
     if missing:
         raise DataError(f"{path}: has no '{missing[0]}' entry; found {', '.join(map(str, payload))}")
@@ -123,8 +171,9 @@ def _batch(path: Path, spec: CifarSpec) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(data), labels
 
 
-def _class_names(path: Path, key: str, n_classes: int) -> tuple[str, ...]:
-    payload = read_pickle(path)
+def _class_names(path: Path, key: str, spec: CifarSpec) -> tuple[str, ...]:
+    n_classes = spec.n_classes
+    payload = read_pickle(path, spec.file_limit)
     names = payload.get(key)
     if not isinstance(names, list) or len(names) != n_classes or not all(isinstance(n, str) for n in names):
         raise DataError(f"{path}: its '{key}' entry is not a list of {n_classes} class names")
@@ -186,6 +235,7 @@ def _decode(spec: CifarSpec, paths: tuple[Path, ...], n_train: int, names_key: s
         y_train=torch.from_numpy(np.concatenate([y for _, y in train])),
         x_test=torch.from_numpy(np.concatenate([x for x, _ in test])),
         y_test=torch.from_numpy(np.concatenate([y for _, y in test])),
-        class_names=_class_names(paths[-1], names_key, spec.n_classes),
+        class_names=_class_names(paths[-1], names_key, spec),
         image_shape=IMAGE_SHAPE,
+        source=str(paths[0].parent),
     )

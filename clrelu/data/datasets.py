@@ -24,6 +24,9 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
     md5: tuple[str, str, str, str]  # official md5 of the four .gz files, in the order of FILES
     class_names: tuple[str, ...]
+    n_train: int = 60000  # the official counts and image side: a file declaring more is refused unread
+    n_test: int = 10000
+    side: int = 28
 
 
 DATASETS = {
@@ -66,6 +69,7 @@ class ImageData:
     y_test: torch.Tensor
     class_names: tuple[str, ...]
     image_shape: tuple[int, int, int]  # (channels, height, width) of an image before flattening
+    source: str = ""  # where the data was read from (a folder), for error messages
 
     @property
     def n_features(self) -> int:
@@ -92,17 +96,19 @@ def _fetch_missing(spec: DatasetSpec, raw: Path) -> None:
                 ) from None
 
 
-def _images(path: Path) -> np.ndarray:
-    """The images of an IDX file, N x rows x cols."""
-    images = read_idx(path)
+def _images(path: Path, most: int, side: int) -> np.ndarray:
+    """The images of an IDX file, N x rows x cols, N from 1 to `most` images of at most `side` x `side`."""
+    images = read_idx(path, max_bytes=most * side * side)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{path}: expected uint8 images of shape N x rows x cols, "
                         f"found {images.dtype} of shape {images.shape}")
+    if not len(images) or not images.shape[1] * images.shape[2]:
+        raise DataError(f"{path}: holds no image ({'x'.join(map(str, images.shape))}); a dataset needs at least one")
     return images
 
 
-def _labels(path: Path, n_images: int, n_classes: int) -> np.ndarray:
-    labels = read_idx(path)
+def _labels(path: Path, n_images: int, n_classes: int, most: int) -> np.ndarray:
+    labels = read_idx(path, max_bytes=most)
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise DataError(f"{path}: expected a uint8 label vector, found {labels.dtype} of shape {labels.shape}")
     if len(labels) != n_images:
@@ -133,9 +139,9 @@ def load_dataset(name: str, root: str | Path) -> ImageData:
 def _decode(spec: DatasetSpec, paths: tuple[Path, ...], stamps: tuple) -> ImageData:
     """Decode the four files; `stamps` (mtime, size) keys the cache so a changed file is read again."""
     n_classes = len(spec.class_names)
-    x_train, x_test = _images(paths[0]), _images(paths[2])
-    y_train = _labels(paths[1], len(x_train), n_classes)
-    y_test = _labels(paths[3], len(x_test), n_classes)
+    x_train, x_test = _images(paths[0], spec.n_train, spec.side), _images(paths[2], spec.n_test, spec.side)
+    y_train = _labels(paths[1], len(x_train), n_classes, spec.n_train)
+    y_test = _labels(paths[3], len(x_test), n_classes, spec.n_test)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{paths[2]}: images are {x_test.shape[1]} x {x_test.shape[2]} pixels, the training images "
                         f"{x_train.shape[1]} x {x_train.shape[2]}")
@@ -146,4 +152,5 @@ def _decode(spec: DatasetSpec, paths: tuple[Path, ...], stamps: tuple) -> ImageD
         y_test=torch.from_numpy(y_test.astype(np.int64)),
         class_names=spec.class_names,
         image_shape=(1, *x_train.shape[1:]),
+        source=str(paths[0].parent),
     )

@@ -18,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clrelu.errors import ConfigError
 from clrelu.rundir import contents as runfolder
-from clrelu.rundir.csvfiles import SUMMARY, read_summary
-from clrelu.rundir.files import write_atomically
+from clrelu.rundir import files
+from clrelu.rundir.csvfiles import read_summary
 from clrelu.rundir.guard import RESUME, SKIP, Claim, claim_job_folder
 
 log = logging.getLogger(__name__)
@@ -68,17 +68,15 @@ def own_log_files(folder: Path, keep: bool) -> None:
 def write_hydra_files(folder: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     """The three files Hydra keeps in a run's .hydra/ (the job's config, Hydra's config, the overrides), with the
     content Hydra gives them."""
-    hydra_folder = folder / ".hydra"
-    hydra_folder.mkdir(exist_ok=True)
     for name, node in (("config.yaml", cfg), ("hydra.yaml", OmegaConf.create({"hydra": hydra_cfg})),
                        ("overrides.yaml", hydra_cfg.overrides.task)):
-        text = OmegaConf.to_yaml(node)
-        write_atomically(hydra_folder / name, lambda partial, text=text: partial.write_text(text, encoding="utf-8"))
+        data = OmegaConf.to_yaml(node).encode()
+        files.write_atomically(folder, f".hydra/{name}", lambda handle, data=data: handle.write(data))
 
 
 def objective_of_summary(folder: Path, objective: str) -> float:
     """The objective as a finished run's summary.csv records it."""
-    return float(read_summary(folder / SUMMARY)[objective] or "nan")
+    return float(read_summary(folder)[objective] or "nan")
 
 
 def claim_of(folder: Path, cfg: DictConfig, hydra_cfg: DictConfig, single_run: bool) -> Claim:

@@ -23,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from clrelu.config import check_known_keys, check_seeds, config_dir
 from clrelu.errors import ConfigError
 from clrelu.rundir import contents as runfolder
+from clrelu.rundir import files
 from clrelu.rundir.csvfiles import NUMERIC_COLUMNS
-from clrelu.rundir.files import write_atomically
 from clrelu.rundir.guard import SKIP, Claim, check_sweep_folder, claim_run_folder, decide_job
 from clrelu.rundir.lock import FolderLock, check_free, mark_sweep_process
 
@@ -231,8 +231,8 @@ def plan_sweep(cfg: DictConfig) -> Plan:
             check_job_settings(cfg, None)
             check_log_files(cfg, sweep_dir / "job")
             jobs = skipped = 0
-        saved = OmegaConf.to_yaml(cfg)  # the sweep's config, as Hydra's basic sweeper saves it: the sweep's mark
-        write_atomically(sweep_dir / runfolder.MULTIRUN, lambda partial: partial.write_text(saved, encoding="utf-8"))
+        saved = OmegaConf.to_yaml(cfg).encode()  # the sweep's config, as Hydra's basic sweeper saves it: its mark
+        files.write_atomically(sweep_dir, runfolder.MULTIRUN, lambda handle: handle.write(saved))
     except BaseException:
         runfolder.remove_created(sweep_dir, before)
         runfolder.remove_empty(parents)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from clrelu.extras import import_extra
 from clrelu.loggers.base import Logger
+from clrelu.rundir import files
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class MLflowLogger(Logger):
 
     def log_matrix(self, folder: Path, matrix: pd.DataFrame) -> None:
         for name in ("accuracy.csv", "forgetting.csv"):
-            if (folder / name).is_file():
+            if files.kind(folder, name) == "file":  # a regular file, never a link (rundir/files.py)
                 self.client.log_artifact(self.run_id, str(folder / name))
 
     def close(self, status: str) -> None:

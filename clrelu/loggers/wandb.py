@@ -12,6 +12,7 @@ from clrelu import checks
 from clrelu.console import shown
 from clrelu.extras import import_extra
 from clrelu.loggers.base import Logger
+from clrelu.rundir import files
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class WandbLogger(Logger):
         name = re.sub(r"[^A-Za-z0-9._-]", "-", f"{folder.name}-matrices")  # the characters W&B takes in a name
         artifact = self.wandb.Artifact(name, type="matrices")
         for name in ("accuracy.csv", "forgetting.csv"):
-            if (folder / name).is_file():
+            if files.kind(folder, name) == "file":  # a regular file, never a link (rundir/files.py)
                 artifact.add_file(str(folder / name))
         self.run.log_artifact(artifact)
 

@@ -1,4 +1,9 @@
-"""`clrelu compare`: mean and standard deviation over seeds of every group of finished runs."""
+"""`clrelu compare`: mean and standard deviation over seeds of every group of finished runs.
+
+The table is meant for people and spreadsheets: every text cell and header is made printable (no control
+character reaches a terminal) and escaped against formula injection (csvfiles.spreadsheet_text), in what
+it prints and in compare.csv alike; numbers stay numbers.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from clrelu.config import NOT_COMPARED_ON_RESUME
-from clrelu.errors import ConfigError
+from clrelu.errors import ConfigError, printable
 from clrelu.report import load as loading
-from clrelu.rundir import csvfiles
-from clrelu.rundir.files import write_atomically
+from clrelu.rundir import csvfiles, files
 
 METRICS = ("avg_accuracy", "avg_forgetting", "bwt", "fwt", "train_seconds")
 # summary columns that are outcomes or bookkeeping, not configuration to group by
@@ -32,9 +36,27 @@ def load_runs(paths: list[str], left_out: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _safe(value):
+    return csvfiles.spreadsheet_text(printable(value)) if isinstance(value, str) else value
+
+
+def safe_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with every text cell and header made printable and escaped against formula injection."""
+    safe = table.map(_safe) if len(table) else table.copy()
+    safe.columns = [_safe(str(c)) for c in table.columns]
+    return safe
+
+
+def is_comparison(content: bytes) -> bool:
+    """Whether a file's bytes are a table `clrelu compare` wrote (its header has n_runs,n_seeds)."""
+    header = content.split(b"\n", 1)[0]
+    return b",n_runs,n_seeds," in b"," + header + b","
+
+
 def write(table: pd.DataFrame, path: Path) -> None:
-    """Write the comparison as CSV (plain numbers) through a temporary file and a rename."""
-    write_atomically(path, lambda partial: table.to_csv(partial, index=False, lineterminator="\n"))
+    """Write the comparison as CSV (plain numbers, escaped text) through a temporary file and a rename."""
+    data = safe_table(table).to_csv(index=False, lineterminator="\n").encode()
+    files.write_atomically(path.parent, path.name, lambda handle: handle.write(data))
 
 
 def _same_partition(a: pd.Series, b: pd.Series) -> bool:
@@ -99,16 +121,25 @@ def compare(frame: pd.DataFrame, by: list[str] | None = None, metrics=METRICS) -
 
 
 def unfinished(frame: pd.DataFrame) -> list[str]:
-    """One line for every run that did not finish, saying how far it got."""
+    """One line for every run that did not finish, saying how far it got and, for an interrupted run, the
+    command that continues it."""
     lines = []
     for row in frame[frame.status != "finished"].itertuples():
         error = f": {row.error}" if isinstance(row.error, str) and row.error else ""
-        lines.append(f"{row.run_dir}: {row.status} after {row.tasks_done} of {row.n_tasks} tasks{error}")
+        line = f"{row.run_dir}: {row.status} after {row.tasks_done} of {row.n_tasks} tasks{error}"
+        if row.status == "interrupted":
+            try:
+                line += f"; continue it with: {loading.continue_command(Path(row.run_dir))}"
+            except ConfigError:  # its overrides.yaml went missing or bad since it was loaded
+                line += "; continue it with resume=true and the overrides it was started with"
+        lines.append(line)
     return lines
 
 
 def render(table: pd.DataFrame, metrics, fmt: str) -> str:
-    """The comparison as text: `csv` keeps every number; `table` and `markdown` show mean ± std."""
+    """The comparison as text: `csv` keeps every number; `table` and `markdown` show mean ± std. Text cells are
+    made safe (safe_table)."""
+    table = safe_table(table)
     if fmt == "csv":
         return table.to_csv(index=False, lineterminator="\n")
     shown = table[[c for c in table.columns if not c.endswith(("_mean", "_std"))]].copy()

@@ -1,8 +1,17 @@
-"""Loading many runs into one pandas DataFrame: a row per run, its summary and every key of its config."""
+"""Loading many runs into one pandas DataFrame: a row per run, its summary, every key of its config, and its true
+status.
+
+Runs are found by walking the given folders through the run folder's door (rundir/files.py): a symbolic
+link named summary.csv or leading to a folder is never followed and is reported as left out, as is a
+special file named summary.csv. A run whose summary says `running` while no live process holds its lock
+was stopped without a word (kill -9, a crash, a lost machine) and is shown as `interrupted`.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import warnings
 from pathlib import Path
 
@@ -11,10 +20,14 @@ import yaml
 from omegaconf import OmegaConf
 
 from clrelu import config as _config  # noqa: F401  (registers the resolvers the presets' configs use)
-from clrelu.errors import ConfigError
-from clrelu.rundir.csvfiles import SUMMARY, read_csv, read_summary, reason
+from clrelu.config import RUN_CONTROL_KEYS
+from clrelu.errors import ClreluError, ConfigError
+from clrelu.rundir import files
+from clrelu.rundir.csvfiles import NUMERIC_COLUMNS, SUMMARY, read_csv, read_summary, reason
+from clrelu.rundir.lock import is_held
 
-CONFIG = Path(".hydra") / "config.yaml"  # the config the run composed, as Hydra saved it (interpolations kept)
+CONFIG = ".hydra/config.yaml"  # the config the run composed, as Hydra saved it (interpolations kept)
+OVERRIDES = ".hydra/overrides.yaml"  # the command line it was started with
 # Interpolations whose value depends on where and when the run was made, not on its config: kept as written.
 UNKNOWN_TO_A_READER = ("oc.env:", "hydra:", "now:")
 
@@ -54,15 +67,22 @@ def _seed_keys(node, prefix: str = "") -> set[str]:
     return {prefix[:-1]} if isinstance(node, str) and "${seed}" in node else set()
 
 
+def _read_yaml(run: Path, name: str):
+    """A YAML file Hydra saved in a run folder, read through the door (None: there is none)."""
+    if files.kind(run, name) is None:
+        return None
+    try:
+        return yaml.safe_load(files.read_text(run, name, files.TEXT_LIMIT, "a Hydra YAML file holds"))
+    except ClreluError:
+        raise
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{run / name}: cannot be read as YAML ({reason(exc)})") from None
+
+
 def _read_config(run: Path) -> tuple[dict, set[str]]:
     """run_config's columns, and the keys among them computed from the seed."""
     path = run / CONFIG
-    if not path.is_file():
-        return {}, set()
-    try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot be read as YAML ({reason(exc)})") from None
+    saved = _read_yaml(run, CONFIG)
     if saved is None:
         return {}, set()
     if not isinstance(saved, dict) or not all(isinstance(key, str) for key in saved):
@@ -81,41 +101,106 @@ def run_config(run: Path) -> dict:
     return _read_config(run)[0]
 
 
+def override_list(run: Path) -> list[str]:
+    """The command-line overrides a run was started with, as Hydra saved them in `.hydra/overrides.yaml`."""
+    items = _read_yaml(run, OVERRIDES)
+    if items is not None and (not isinstance(items, list) or not all(isinstance(i, str) for i in items)):
+        raise ConfigError(f"{run / OVERRIDES}: damaged (not a list of overrides such as model=mlp)")
+    return items or []
+
+
+def _key(override: str) -> str:
+    return override.partition("=")[0].lstrip("+~")
+
+
+def hydra_quoted(text: str) -> str:
+    """A value as Hydra's override grammar reads it back unchanged: quoted when it holds more than plain path
+    characters (a sweep's run folder has = and , in its name)."""
+    if re.fullmatch(r"[\w./-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def shell_quoted(word: str) -> str:
+    """A word as a POSIX shell reads it back unchanged, in double quotes when that is enough (easier to read)."""
+    if re.fullmatch(r"[\w@%+=:,./-]+", word):
+        return word
+    if not re.search(r"[\"$`\\!]", word):
+        return f'"{word}"'
+    return shlex.quote(word)
+
+
+def continue_command(run: Path) -> str:
+    """The command that continues an interrupted run in its folder: its overrides, resume=true, its folder."""
+    kept = [o for o in override_list(run) if not _key(o).startswith("hydra.") and _key(o) not in RUN_CONTROL_KEYS]
+    words = ["clrelu", "run", *kept, "resume=true", f"hydra.run.dir={hydra_quoted(str(run))}"]
+    return " ".join(shell_quoted(w) for w in words)
+
+
+def _summaries(root: Path, left_out: list[str]) -> list[str]:
+    """The summary.csv files under `root` (relative names); a link named summary.csv or to a folder, and a special
+    file named summary.csv, are left out with a line each."""
+    if files.kind(root, SUMMARY) not in (None, "folder"):
+        return [SUMMARY]
+    if files.kind(root) != "folder":
+        return []
+    tree = files.walk(root)
+    for link in tree.links:
+        if link.rpartition("/")[2] != SUMMARY and not (root / link).is_dir():  # (a stat, never an open)
+            continue  # a link to a file in a run is that run's problem, refused when the run is read
+        left_out.append(f"{root / link}: is a symbolic link, not followed (clrelu never follows one inside a run "
+                        "or sweep folder)")
+    for special in tree.specials:
+        if special.rpartition("/")[2] == SUMMARY:
+            left_out.append(f"{root / special}: is not a regular file; not read")
+    return [f for f in tree.files if f.rpartition("/")[2] == SUMMARY]
+
+
+def status(run: Path, recorded: str) -> str:
+    """A run's true status: `running` only while a live process holds its lock, else `interrupted`."""
+    return "interrupted" if recorded == "running" and not is_held(run) else recorded
+
+
 def load(*paths: str | Path, left_out: list[str] | None = None) -> pd.DataFrame:
     """Every run under `paths` (folders holding a summary.csv, searched recursively) as one row each.
 
     Columns: the summary metrics, the run's identity (model, stream, scenario, seed, ...), every key of its
     composed config by its dotted name (`stream.n_tasks`, `model.hidden`, `strategy.ewc_lambda`; a list as
     its text, "[400, 400]"; null as "null"), and `run_dir`. A config key is NaN only for a run whose config has
-    no such key (`model.k` of a model without k). A run whose summary.csv or .hydra/config.yaml is damaged is left out,
-    with one line naming the file: appended to `left_out` when given, else a warning.
+    no such key (`model.k` of a model without k). `status` is the run's true status (`interrupted` for a run
+    that says `running` with nobody holding its lock). A run whose summary.csv or .hydra/config.yaml is damaged,
+    and anything not followed or not read, is left out with one line naming the file: appended to `left_out`
+    when given, else a warning.
 
     `frame.attrs["seed_keys"]` lists the config keys computed from the seed in every run that has them
     (`stream.seed`, a preset's class order): they vary with the seed, and are not a configuration to group by.
     """
+    lines: list[str] = []
     rows = []
     seed_keys: set[str] = set()
     chosen: set[str] = set()  # keys set to a value of their own in some run
-    for root in paths:
-        root = Path(root)
-        found = [root / SUMMARY] if (root / SUMMARY).is_file() else sorted(root.rglob(SUMMARY))
-        for summary_path in found:
+    for root in map(Path, paths):
+        for name in _summaries(root, lines):
+            run = (root / name).parent
             try:
-                read_summary(summary_path)
-                row = read_csv(summary_path).iloc[0].to_dict()
-                config, derived = _read_config(summary_path.parent)
+                read_summary(root, name)
+                row = read_csv(root, name, numeric=NUMERIC_COLUMNS).iloc[0].to_dict()
+                config, derived = _read_config(run)
             except ConfigError as exc:
-                if left_out is None:
-                    warnings.warn(f"left out: {exc}", stacklevel=2)
-                else:
-                    left_out.append(str(exc))
+                lines.append(str(exc))
                 continue
             for key, value in config.items():
                 row.setdefault(key, value)
             seed_keys |= derived
             chosen |= config.keys() - derived
-            row["run_dir"] = str(summary_path.parent)
+            row["status"] = status(run, row["status"])
+            row["run_dir"] = str(run)
             rows.append(row)
+    if left_out is None:
+        for line in lines:
+            warnings.warn(f"left out: {line}", stacklevel=2)
+    else:
+        left_out.extend(lines)
     frame = pd.DataFrame(rows)
     frame.attrs["seed_keys"] = sorted(seed_keys - chosen)
     return frame
@@ -127,11 +212,10 @@ def load_table(run_dirs, name: str) -> pd.DataFrame:
     adds no rows; a damaged file is left out with a warning naming it."""
     parts = []
     for run_dir in run_dirs:
-        path = Path(run_dir) / name
-        if not path.is_file():
+        if files.kind(Path(run_dir), name) is None:
             continue
         try:
-            part = read_csv(path)
+            part = read_csv(Path(run_dir), name)
         except ConfigError as exc:
             warnings.warn(f"left out: {exc}", stacklevel=2)
             continue

@@ -10,12 +10,20 @@ import pandas as pd
 from clrelu.errors import ClreluError, ConfigError
 from clrelu.extras import import_extra
 from clrelu.report.compare import group_runs, load_runs
+from clrelu.report.load import status
+from clrelu.report.output import checked_output
 from clrelu.rundir import csvfiles as results
-from clrelu.rundir.files import write_atomically
+from clrelu.rundir import files
 
 MANY_TASKS = 20  # beyond this many tasks a figure shows no per-cell numbers, per-task curves, markers or task ticks
 POINTS = 100  # a sweep's curve over more tasks than this is drawn as the means of POINTS equal bins of tasks
 PLASTICITY_MEASURES = ("dead_fraction", "dormant_fraction", "effective_rank", "srank", "weight_magnitude")
+MARK = "clrelu plot"  # written into every figure whose format holds metadata, so that clrelu knows it wrote it
+MARKS = {"png": ({"Software": MARK}, b"tEXtSoftware\x00" + MARK.encode()),
+         "pdf": ({"Creator": MARK}, b"/Creator (" + MARK.encode() + b")"),
+         "svg": ({"Creator": MARK}, b"<dc:title>" + MARK.encode() + b"</dc:title>"),
+         "eps": ({"Creator": MARK}, b"%%Creator: " + MARK.encode() + b"\n"),
+         "ps": ({"Creator": MARK}, b"%%Creator: " + MARK.encode() + b"\n")}
 
 
 def _pyplot():
@@ -51,10 +59,10 @@ def only_learned(R: pd.DataFrame) -> bool:
 
 def diagnostics_over_tasks(run: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """Per layer, the mean sparsity and the mean task overlap after each task (None without diagnostics)."""
-    if not (run / results.ACTIVATIONS).is_file():
+    if files.kind(run, results.ACTIVATIONS) is None:
         return None
-    activations = results.read_csv(run / results.ACTIVATIONS)
-    overlap = results.read_csv(run / results.OVERLAP)
+    activations = results.read_csv(run, results.ACTIVATIONS, numeric=results.ACTIVATION_COLUMNS[3:])
+    overlap = results.read_csv(run, results.OVERLAP, numeric=("jaccard",))
     try:
         sparsity = activations.groupby(["after_task", "layer"]).sparsity.mean().unstack("layer")
         jaccard = overlap.groupby(["after_task", "layer"]).jaccard.mean().unstack("layer") if len(overlap) else None
@@ -67,9 +75,9 @@ def diagnostics_over_tasks(run: Path) -> tuple[pd.DataFrame, pd.DataFrame] | Non
 def plasticity_over_tasks(run: Path) -> dict[str, pd.DataFrame] | None:
     """Per plasticity measure, a frame of its value after each task (rows) in each hidden layer (columns);
     None when the run has no plasticity.csv."""
-    if not (run / results.PLASTICITY).is_file():
+    if files.kind(run, results.PLASTICITY) is None:
         return None
-    frame = results.read_csv(run / results.PLASTICITY)
+    frame = results.read_csv(run, results.PLASTICITY, numeric=PLASTICITY_MEASURES)
     try:
         return {measure: frame.pivot(index="task", columns="layer", values=measure) for measure in PLASTICITY_MEASURES}
     except (KeyError, ValueError) as exc:
@@ -78,7 +86,7 @@ def plasticity_over_tasks(run: Path) -> dict[str, pd.DataFrame] | None:
 
 def online_accuracy(run: Path) -> pd.Series:
     """The online accuracy of each task, from online.csv."""
-    frame = results.read_csv(run / results.ONLINE)
+    frame = results.read_csv(run, results.ONLINE, numeric=("task", "online_accuracy"))
     if not {"task", "online_accuracy"} <= set(frame.columns):
         raise ConfigError(f"{run / results.ONLINE}: damaged (it lacks the columns task, online_accuracy)")
     return frame.set_index("task").online_accuracy
@@ -133,7 +141,7 @@ def _plasticity_panels(axes, run: Path, measures: dict[str, pd.DataFrame], joint
     magnitude of every hidden layer over the tasks, on four axes. Each panel spans the tasks it has values for: a
     joint run probes every task once, after learning them all, and has one online accuracy."""
     online_ax, units_ax, rank_ax, weight_ax = axes
-    if (run / results.ONLINE).is_file():
+    if files.kind(run, results.ONLINE) is not None:
         online = online_accuracy(run)
         label = "after training all tasks at once" if joint else "after training task"
         _over_tasks(online_ax, online.to_frame("online accuracy"), "accuracy on each batch before its update",
@@ -159,10 +167,10 @@ def run_figure(run: Path):
     hidden layers' sparsity and task overlap after every task; with plasticity.csv, the online accuracy and the
     plasticity measures of every hidden layer over the tasks."""
     plt = _pyplot()
-    results.read_summary(run / results.SUMMARY)
-    summary = results.read_csv(run / results.SUMMARY).iloc[0]
-    R = results.read_matrix(run / results.ACCURACY)
-    evals = results.read_csv(run / results.EVALS)
+    recorded = results.read_summary(run)
+    summary = results.read_csv(run, results.SUMMARY, numeric=results.NUMERIC_COLUMNS).iloc[0]
+    R = results.read_matrix(run, results.ACCURACY)
+    evals = results.read_csv(run, results.EVALS, numeric=("after_task", "eval_task", "accuracy"))
     if not {"eval_task", "after_task", "accuracy"} <= set(evals.columns):
         raise ConfigError(f"{run / results.EVALS}: damaged (it lacks the columns after_task, eval_task, accuracy)")
     diagnostics = diagnostics_over_tasks(run)
@@ -195,8 +203,10 @@ def run_figure(run: Path):
         row += 1
     if measures is not None:
         _plasticity_panels([*axes[row], *axes[row + 1]], run, measures, summary.get("regime") == "joint")
+    state = status(run, recorded["status"])
+    progress = "" if state == "finished" else f" [{state} after {summary.tasks_done} of {summary.n_tasks} tasks]"
     fig.suptitle(f"{summary.model} on {summary.stream} ({summary.scenario}, seed {summary.seed}): "
-                 f"ACC {summary.avg_accuracy:.3f}, forgetting {summary.avg_forgetting:.3f}", fontsize=10)
+                 f"ACC {summary.avg_accuracy:.3f}, forgetting {summary.avg_forgetting:.3f}{progress}", fontsize=10)
     return fig
 
 
@@ -205,7 +215,7 @@ def _run_curves(run: Path) -> dict[str, pd.Series]:
     task just learned; with diagnostics the mean sparsity and
     task overlap of its hidden layers; its online accuracy; and the mean over its hidden layers of the dead and
     dormant fractions and of the effective rank."""
-    R = results.read_matrix(run / results.ACCURACY)
+    R = results.read_matrix(run, results.ACCURACY)
     curves = {"accuracy": seen_accuracy(R), "learned": learned_accuracy(R)}
     diagnostics = diagnostics_over_tasks(run)
     if diagnostics is not None:
@@ -213,7 +223,7 @@ def _run_curves(run: Path) -> dict[str, pd.Series]:
         curves["sparsity"] = sparsity.mean(axis=1).drop(-1, errors="ignore")
         if jaccard is not None:
             curves["overlap"] = jaccard.mean(axis=1).drop(-1, errors="ignore")
-    if (run / results.ONLINE).is_file():
+    if files.kind(run, results.ONLINE) is not None:
         curves["online"] = online_accuracy(run)
     measures = plasticity_over_tasks(run)
     if measures is not None:
@@ -306,9 +316,10 @@ def sweep_figure(folder: Path, by: list[str] | None = None, left_out: list[str] 
 
 
 def output_path(folder: Path, out: str | None) -> tuple[Path, str]:
-    """The file to write (PNG when `out` has no extension) and its format; an unsupported extension or a
-    missing folder is a ConfigError."""
-    target = Path(out) if out else folder / "plot.png"
+    """The file to write (PNG when `out` has no extension; by default <folder name>.png in the working directory)
+    and its format; an unsupported extension, a missing folder, or a place plot may not write is a ConfigError
+    (report/output.py)."""
+    target = Path(out) if out else Path(f"{folder.resolve().name}.png")
     if not target.suffix:
         target = target.with_name(f"{target.name}.png")
     fmt = target.suffix[1:].lower()
@@ -318,21 +329,25 @@ def output_path(folder: Path, out: str | None) -> tuple[Path, str]:
     supported = sorted(FigureCanvasAgg.get_supported_filetypes())
     if fmt not in supported:
         raise ConfigError(f"--out {out}: cannot write the format '{fmt}'; use one of {', '.join(supported)}")
-    if not target.parent.is_dir():
-        raise ConfigError(f"--out {out}: no such folder {target.parent}")
+    needle = MARKS.get(fmt, ({}, None))[1]
+    target = checked_output(str(target) if out else None, str(target), [folder],
+                            lambda content: needle is not None and needle in content, "a figure")
     return target, fmt
 
 
 def plot(path: str, out: str | None = None, left_out: list[str] | None = None) -> Path:
-    """Plot a run folder or a sweep folder into `out` (default: plot.png inside it); return the path written.
-    Runs of a sweep that cannot be read are left out, each with a line in `left_out`."""
+    """Plot a run folder or a sweep folder into `out` (default: <folder name>.png in the working directory); return
+    the path written. Runs of a sweep that cannot be read are left out, each with a line in `left_out`."""
     folder = Path(path)
-    if not folder.is_dir():
+    if files.kind(folder) != "folder":
         raise ConfigError(f"{path}: no such folder")
     target, fmt = output_path(folder, out)
-    fig = run_figure(folder) if (folder / results.SUMMARY).is_file() else sweep_figure(folder, left_out=left_out)
+    is_run = files.kind(folder, results.SUMMARY) is not None
+    fig = run_figure(folder) if is_run else sweep_figure(folder, left_out=left_out)
+    metadata = MARKS.get(fmt, ({}, None))[0] or None
     try:
-        write_atomically(target, lambda partial: fig.savefig(partial, dpi=110, format=fmt))
+        files.write_atomically(target.parent, target.name,
+                               lambda handle: fig.savefig(handle, dpi=110, format=fmt, metadata=metadata))
     finally:
         _pyplot().close(fig)
     return target

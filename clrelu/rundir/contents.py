@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from clrelu.errors import ConfigError
+from clrelu.errors import ClreluError, ConfigError
+from clrelu.rundir import files
 from clrelu.rundir.checkpoint import CHECKPOINT
 from clrelu.rundir.csvfiles import (
     ACCURACY,
@@ -58,27 +59,29 @@ def unsafe_entry(folder: Path, below: tuple[str, ...] = (".hydra",)) -> str | No
     file, said with what it is; None when there is none. (Folders Hydra and clrelu write into hold regular files
     and folders only.)"""
     for inner in ("", *below):
-        where = folder / inner if inner else folder
-        if inner and not (where.is_dir() and not where.is_symlink()):
+        if inner and files.kind(folder, inner) != "folder":
             continue
-        with os.scandir(where) as entries:
-            for entry in sorted(entries, key=lambda e: e.name):
-                name = f"{inner}/{entry.name}" if inner else entry.name
-                if entry.is_symlink():
-                    return f"{name} (a symbolic link)"
-                if not (entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False)):
-                    return f"{name} (a special file)"
+        for entry in sorted(files.names(folder, inner)):
+            name = f"{inner}/{entry}" if inner else entry
+            found = files.kind(folder, name)
+            if found == "link":
+                return f"{name} (a symbolic link)"
+            if found == "special":
+                return f"{name} (a special file)"
     return None
 
 
-def _is_clrelu_sweep(path: Path) -> bool:
+def _is_clrelu_sweep(folder: Path) -> bool:
     """A multirun.yaml beside clrelu's lock file, or one that names the sweeper clrelu used before 0.2."""
+    path = folder / MULTIRUN
     try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        saved = yaml.safe_load(files.read_text(folder, MULTIRUN, files.TEXT_LIMIT, "a Hydra YAML file holds"))
+    except ClreluError:
+        raise
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot be read as YAML ({type(exc).__name__})") from None
     target = saved.get("hydra", {}).get("sweeper", {}).get("_target_", "") if isinstance(saved, dict) else ""
-    return (path.parent / LOCK_FILE).is_file() or (isinstance(target, str) and target.endswith(SWEEPER))
+    return files.kind(folder, LOCK_FILE) == "file" or (isinstance(target, str) and target.endswith(SWEEPER))
 
 
 def _first_writes_leftovers(folder: Path, names: set[str]) -> set[str]:
@@ -86,8 +89,9 @@ def _first_writes_leftovers(folder: Path, names: set[str]) -> set[str]:
     the lock, the CSV files, temporary files)."""
     others = {n for n in names if n not in FIRST_WRITES and n != ".hydra" and not TEMPORARY.match(n)}
     if ".hydra" in names:
-        hydra = folder / ".hydra"
-        inside = {f".hydra/{n}" for n in os.listdir(hydra) if not TEMPORARY.match(n)} if hydra.is_dir() else {".hydra/"}
+        is_folder = files.kind(folder, ".hydra") == "folder"
+        found = files.names(folder, ".hydra") if is_folder else []
+        inside = {f".hydra/{n}" for n in found if not TEMPORARY.match(n)} if is_folder else {".hydra/"}
         others |= inside - HYDRA_FILES
     return others
 
@@ -103,14 +107,14 @@ def inspect(folder: Path) -> Contents:
     unsafe = unsafe_entry(folder)
     if unsafe:
         return Contents(FOREIGN, unsafe=f"holds {unsafe}, which clrelu never writes through")
-    names = set(os.listdir(folder))
+    names = set(files.names(folder))
     if all(TEMPORARY.match(n) for n in names - {LOCK_FILE}):
         return Contents(EMPTY)
     if MULTIRUN in names:
-        if _is_clrelu_sweep(folder / MULTIRUN):
+        if _is_clrelu_sweep(folder):
             return Contents(SWEEP)
         return Contents(FOREIGN, (MULTIRUN,))
-    summary = read_summary(folder / SUMMARY) if SUMMARY in names else None
+    summary = read_summary(folder) if SUMMARY in names else None
     if summary is not None and summary["status"] == "finished":
         return Contents(FINISHED)  # (a checkpoint.pt beside it is what a kill while finishing left: never resumed)
     if CHECKPOINT in names or (summary is not None and summary["tasks_done"] != "0"):
@@ -130,13 +134,10 @@ def describe_foreign(folder: Path, contents: Contents) -> str:
 
 def snapshot(folder: Path) -> frozenset[str] | None:
     """The paths under `folder` (relative, folders with a trailing /), or None when it does not exist."""
-    if not folder.is_dir():
+    if files.kind(folder) != "folder" or folder.is_symlink():
         return None
-    found = set()
-    for root, dirs, files in os.walk(folder):
-        relative = Path(root).relative_to(folder)
-        found |= {f"{(relative / d).as_posix()}/" for d in dirs} | {(relative / f).as_posix() for f in files}
-    return frozenset(found)
+    tree = files.walk(folder)
+    return frozenset([*(f"{d}/" for d in tree.folders), *tree.files, *tree.links, *tree.specials])
 
 
 def _is_startup(path: str) -> bool:
@@ -147,20 +148,20 @@ def remove_created(folder: Path, before: frozenset[str] | None) -> None:
     """After a refused config: when this process wrote only start-up files into `folder` (Hydra's, run.log,
     the lock, temporary files), remove those that were not there `before`, and the folders that were not
     there before and are now empty. When it wrote anything else (a run went ahead), remove nothing."""
-    if not folder.is_dir():
+    if files.kind(folder) != "folder" or folder.is_symlink():
         return
     earlier = before or frozenset()
     created = (snapshot(folder) or frozenset()) - earlier
-    files = [p for p in created if not p.endswith("/")]
-    if not all(_is_startup(p) for p in files):
+    created_files = [p for p in created if not p.endswith("/")]
+    if not all(_is_startup(p) for p in created_files):
         return
-    for path in files:
-        (folder / path).unlink()
+    for path in created_files:
+        files.remove(folder, path)
     for path in sorted((p for p in created if p.endswith("/")), key=len, reverse=True):
-        if not os.listdir(folder / path):
-            (folder / path).rmdir()
-    if before is None and not os.listdir(folder):
-        folder.rmdir()
+        if not files.names(folder, path[:-1]):
+            files.remove_folder(folder, path[:-1])
+    if before is None and not files.names(folder):
+        files.remove_folder(folder)
 
 
 def missing_parents(folder: Path) -> list[Path]:

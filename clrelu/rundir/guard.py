@@ -17,8 +17,9 @@ from omegaconf import DictConfig
 
 from clrelu import checks
 from clrelu.config import RUN_CONTROL_KEYS, job_config
-from clrelu.errors import ConfigError
+from clrelu.errors import ClreluError, ConfigError
 from clrelu.rundir import contents as runfolder
+from clrelu.rundir import files
 from clrelu.rundir.checkpoint import CHECKPOINT, resumable_checkpoint
 from clrelu.rundir.lock import FolderLock, check_free
 
@@ -64,10 +65,13 @@ def _launch_overrides(overrides: list[str]) -> set[str]:
 def _overrides_of(folder: Path) -> list[str] | None:
     """The overrides a run in `folder` was launched with (its .hydra/overrides.yaml), or None when it has none."""
     path = folder / ".hydra" / "overrides.yaml"
-    if not path.is_file():
+    if files.kind(folder, ".hydra/overrides.yaml") is None:
         return None
     try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        saved = yaml.safe_load(files.read_text(folder, ".hydra/overrides.yaml", files.TEXT_LIMIT,
+                                               "a Hydra YAML file holds"))
+    except ClreluError:
+        raise
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot be read as YAML ({type(exc).__name__})") from None
     if not isinstance(saved, list) or not all(isinstance(o, str) for o in saved):

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from clrelu.errors import ClreluError, ConfigError
+from clrelu.rundir import files
 
 LOCK_FILE = ".clrelu.rundir.lock"  # holds the process id of the writer; the kernel drops the lock when it dies
 SWEEP_ENV = "CLRELU_SWEEP_PROCESS"  # "<host>:<pid>" of the sweep whose jobs run in child processes
@@ -43,14 +44,13 @@ class FolderLock:
     def acquire(self, mark: bool = True) -> None:
         """Take the lock (creating the folder when needed) or raise FolderBusy naming the holder's pid; `mark`
         writes this process's pid into the lock file (see `mark`)."""
-        path = self.folder / LOCK_FILE
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            files.make_folder(self.folder)
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = files.open_fd(self.folder, LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_EXCL)
                 self.created = True
             except FileExistsError:
-                fd = os.open(path, os.O_RDWR)
+                fd = files.open_fd(self.folder, LOCK_FILE, os.O_RDWR)
         except OSError as exc:
             raise ConfigError(f"{self.folder}: cannot write into this folder ({exc.strerror or exc})") from None
         try:
@@ -74,7 +74,7 @@ class FolderLock:
         if self.fd is None:
             return
         if remove and self.created:
-            (self.folder / LOCK_FILE).unlink(missing_ok=True)
+            files.remove(self.folder, LOCK_FILE)
         os.close(self.fd)
         self.fd = None
 
@@ -82,7 +82,7 @@ class FolderLock:
 def check_free(folder: Path) -> None:
     """Raise FolderBusy when a live process holds the lock of `folder` (without keeping the lock)."""
     try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+        fd = files.open_fd(folder, LOCK_FILE)
     except FileNotFoundError:
         return
     try:
@@ -91,6 +91,18 @@ def check_free(folder: Path) -> None:
         raise _busy(folder, fd) from None
     finally:
         os.close(fd)
+
+
+def is_held(folder: Path) -> bool:
+    """Whether a live process holds the lock of `folder` (a shared-lock probe that writes nothing): a run whose
+    summary says `running` and whose lock nobody holds was stopped without a word (kill -9, a crash)."""
+    try:
+        check_free(folder)
+    except FolderBusy:
+        return True
+    except (OSError, ClreluError):  # no folder, or a lock file that is not one clrelu would hold
+        return False
+    return False
 
 
 def mark_sweep_process() -> None:

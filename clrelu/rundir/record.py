@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import copy
 import csv
-import itertools
+import io
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from clrelu.errors import RunError
+from clrelu.errors import ConfigError
 from clrelu.measure import metrics
+from clrelu.rundir import files, schema
 from clrelu.rundir.csvfiles import (
     ACCURACY,
     ACTIVATION_COLUMNS,
     ACTIVATIONS,
+    APPENDED,
     EVAL_COLUMNS,
     EVALS,
     FINAL_PLASTICITY,
@@ -31,6 +32,9 @@ from clrelu.rundir.csvfiles import (
     PLASTICITY_COLUMNS,
     SUMMARY,
     append_csv,
+    memory_limit,
+    read_summary,
+    spreadsheet_text,
     write_csv,
 )
 
@@ -49,6 +53,24 @@ class Evaluation:
     accuracy: float
     loss: float
     n_samples: int
+
+
+def checked_lengths(folder: Path, path: Path, lengths) -> dict[str, int]:
+    """The byte lengths a checkpoint (at `path`) recorded for the run's appended files, checked: every name one of
+    csvfiles.APPENDED (never a path), every length an integer from 0 to the size of that file in `folder`."""
+    schema.mapping(path, "record['lengths']", lengths)
+    for name, length in lengths.items():
+        if name not in APPENDED:
+            raise schema.DamagedCheckpoint(path, f"record['lengths'] names {schema.shown(name)}, which is not one of "
+                                                 f"the files a run appends to ({', '.join(APPENDED)})")
+        schema.integer(path, f"record['lengths'][{name!r}]", length)
+    for name, length in lengths.items():
+        size = files.size(folder, name) or 0
+        if size < length:
+            raise schema.DamagedCheckpoint(path, f"record['lengths'][{name!r}] is {length}, more than the {size} bytes "
+                                                 f"{folder / name} holds (the checkpoint or the run folder was changed "
+                                                 "since it was written)")
+    return lengths
 
 
 class RunRecord:
@@ -134,8 +156,10 @@ class RunRecord:
         return row
 
     def add_rows(self, name: str, header: list[str], rows: list[list]) -> None:
-        """Rows for a file of the run folder that grows with the run, appended at the next write (the first write
-        creates it with `header`)."""
+        """Rows for a file of the run folder that grows with the run (one of csvfiles.APPENDED), appended at the
+        next write (the first write creates it with `header`)."""
+        if name not in APPENDED:
+            raise ValueError(f"{name} is not one of the files a run appends to ({', '.join(APPENDED)})")
         self._files.setdefault(name, list(header))
         self._pending.setdefault(name, []).extend(rows)
 
@@ -175,32 +199,93 @@ class RunRecord:
         """What a checkpoint keeps of the record: plain numbers, lists and the appended files' lengths."""
         return {name: copy.copy(getattr(self, name)) for name in self.STATE}
 
-    def restore(self, state: dict) -> None:
-        """Continue from `state`: cut the appended files back to the lengths it recorded and read the accuracy
-        matrix back from evals.csv."""
+    def restore(self, state: dict, checkpoint: Path) -> None:
+        """Continue from `state` (the record part of `checkpoint`): check it against the record's schema and the
+        files on disk, then cut the appended files back to the lengths it recorded and read the accuracy matrix
+        back from evals.csv. Nothing on disk changes unless every check passed."""
+        self._check_state(state, checkpoint)
+        evals = self._read_evals(state["lengths"][EVALS])
         for name in self.STATE:
             if name in self.ADDED_LATER and name not in state:  # keep the value a new record starts with
                 continue
             setattr(self, name, copy.copy(state[name]))
         for name, length in self.lengths.items():
-            path = self.folder / name
-            size = path.stat().st_size if path.is_file() else -1
-            if size < length:
-                raise RunError(f"{path}: holds {max(size, 0)} bytes, fewer than the {length} its checkpoint recorded; "
-                               "the run folder was changed since, so it cannot be resumed")
-            os.truncate(path, length)
-        self._reload_matrix()
+            files.truncate(self.folder, name, length)
+        self._reload_matrix(evals)
 
-    def _reload_matrix(self) -> None:
-        evaluated = np.zeros((self.n_tasks, self.n_tasks), dtype=bool)
-        self.b_skipped[:] = True
-        with open(self.folder / EVALS, newline="") as handle:
-            for row in itertools.islice(csv.reader(handle), 1, None):
-                after_task, task, accuracy = int(row[0]), int(row[1]), float(row[2]) if row[2] else math.nan
+    def _check_state(self, state: dict, path: Path) -> None:
+        """Refuse (DamagedCheckpoint) a record state that is not what `state()` writes for this run, or whose file
+        lengths exceed the files on disk."""
+        T = self.n_tasks
+        schema.mapping(path, "record", state, [k for k in self.STATE if k not in self.ADDED_LATER],
+                       optional=self.ADDED_LATER)  # (a checkpoint of an earlier clrelu has none of these)
+        if "strategy_actions" in state:
+            schema.number(path, "record['strategy_actions']", state["strategy_actions"])
+        if "eval_seconds_initial" in state:
+            schema.number(path, "record['eval_seconds_initial']", state["eval_seconds_initial"], minimum=0)
+        rows = state["rows"]
+        if not isinstance(rows, list) or len(rows) > T:
+            raise schema.DamagedCheckpoint(path, f"record['rows'] is not a list of at most {T} tasks")
+        for i, row in enumerate(rows):
+            schema.integer(path, f"record['rows'][{i}]", row, 0, T - 1)
+        if rows != sorted(set(rows)):
+            raise schema.DamagedCheckpoint(path, "record['rows'] is not in increasing order")
+        online = state["online"]
+        if not isinstance(online, list) or len(online) > T:
+            raise schema.DamagedCheckpoint(path, f"record['online'] is not a list of at most {T} numbers")
+        for i, value in enumerate(online):
+            schema.number(path, f"record['online'][{i}]", value)
+        schema.integer(path, "record['tasks_done']", state["tasks_done"], 0, T)
+        for key in ("train_seconds", "eval_seconds"):
+            schema.number(path, f"record[{key!r}]", state[key], minimum=0)
+        schema.integer(path, "record['n_params']", state["n_params"])
+        for key in ("mean_sparsity", "mean_overlap"):
+            schema.number(path, f"record[{key!r}]", state[key])
+        schema.mapping(path, "record['final_plasticity']", state["final_plasticity"], FINAL_PLASTICITY)
+        for key, value in state["final_plasticity"].items():
+            schema.number(path, f"record['final_plasticity'][{key!r}]", value)
+        schema.mapping(path, "record['config']", state["config"])
+        lengths = checked_lengths(self.folder, path, state["lengths"])
+        missing = [name for name in self._files if name not in lengths]
+        if missing:
+            raise schema.DamagedCheckpoint(path, f"record['lengths'] has no length for {missing[0]}, which this run "
+                                                 "writes from its first evaluation on")
+
+    def _read_evals(self, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The evaluations in the first `length` bytes of evals.csv, line by line, each checked to name tasks of this
+        run and to hold an accuracy in [0, 1] (or none): (b, evaluated at initialisation, R, evaluated after tasks)."""
+        path, T = self.folder / EVALS, self.n_tasks
+        b, b_evaluated = np.full(T, np.nan), np.zeros(T, dtype=bool)
+        R, evaluated = np.full((T, T), np.nan), np.zeros((T, T), dtype=bool)
+        consumed = 0
+        with files.reader(self.folder, EVALS, memory_limit(), "clrelu reads into memory on this machine") as handle:
+            for line, raw in enumerate(handle, start=1):
+                consumed += len(raw)
+                if consumed > length:  # rows written after the checkpoint, which the resumed run cuts off
+                    break
+                row = raw.decode("utf-8", errors="replace").rstrip("\r\n").split(",")
+                if line == 1:
+                    if tuple(row[:3]) != EVAL_COLUMNS[:3]:
+                        raise ConfigError(f"{path}: damaged (its header is not {','.join(EVAL_COLUMNS)}); the run "
+                                          "cannot be resumed")
+                    continue
+                try:
+                    after_task, task = int(row[0]), int(row[1])
+                    accuracy = float(row[2]) if row[2] else math.nan
+                    if not (-1 <= after_task < T and 0 <= task < T and (math.isnan(accuracy) or 0 <= accuracy <= 1)):
+                        raise ValueError
+                except (ValueError, IndexError):
+                    raise ConfigError(f"{path}: damaged (line {line} is {schema.shown(','.join(row))}, not an "
+                                      f"evaluation of one of tasks 0..{T - 1}); the run cannot be resumed") from None
                 if after_task < 0:
-                    self.b[task], self.b_skipped[task] = accuracy, False
+                    b[task], b_evaluated[task] = accuracy, True
                 else:
-                    self.R[after_task, task], evaluated[after_task, task] = accuracy, True
+                    R[after_task, task], evaluated[after_task, task] = accuracy, True
+        return b, b_evaluated, R, evaluated
+
+    def _reload_matrix(self, evals: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+        self.b, b_evaluated, self.R, evaluated = evals
+        self.b_skipped = ~b_evaluated
         recorded = np.zeros(self.n_tasks, dtype=bool)
         recorded[self.rows] = True
         self.skipped = recorded[:, None] & ~evaluated
@@ -239,14 +324,28 @@ class RunRecord:
         for name, header in self._files.items():
             rows = self._pending.get(name, [])
             if rows or name not in self.lengths:
-                self.lengths[name] = append_csv(self.folder / name, header, rows, self.lengths.get(name))
+                self.lengths[name] = append_csv(self.folder, name, header, rows, self.lengths.get(name))
                 self._appended.setdefault(name, (header, []))[1].extend(rows)
             self._pending[name] = []
 
     def write_summary(self) -> None:
         """Rewrite summary.csv."""
         summary = self.summary()
-        write_csv(self.folder / SUMMARY, list(summary), [list(summary.values())])
+        write_csv(self.folder, SUMMARY, list(summary), [list(summary.values())])
         if self.tracker is not None:
             self.tracker.written(self, self._appended)
         self._appended = {}
+
+
+def mark_summary(folder: Path, status: str, error: str) -> bool:
+    """Rewrite the summary.csv on disk with `status` and `error`, keeping every other value as it was written
+    (consistent with the CSV files beside it); False when there is none yet."""
+    if files.kind(folder, SUMMARY) is None:
+        return False
+    row = read_summary(folder)
+    row.update(status=status, error=spreadsheet_text(error))
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([list(row), list(row.values())])  # the cells as they were written (escaped already)
+    data = text.getvalue().encode()
+    files.write_atomically(folder, SUMMARY, lambda handle: handle.write(data))
+    return True

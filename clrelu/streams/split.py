@@ -8,7 +8,7 @@ import torch
 
 from clrelu import checks
 from clrelu.data.datasets import ImageData, dataset_spec, load_dataset
-from clrelu.errors import ConfigError
+from clrelu.errors import ConfigError, DataError
 from clrelu.streams.base import (
     EvaluationCache,
     Pool,
@@ -72,6 +72,7 @@ class SplitPlan:
     def stream(self, data: ImageData, scenario: str, active_classes: str = "seen",
                transform: Transform | None = None) -> Stream:
         """The tasks over one copy of `data`, every split read through `transform` (None: as stored)."""
+        self.check_classes(data)
         train, test = Pool(data.x_train, data.y_train), Pool(data.x_test, data.y_test)
         parts = []
         for classes in self.groups:
@@ -84,6 +85,19 @@ class SplitPlan:
                                     Split(test, local, test_rows, transform)))
         cache = EvaluationCache.share_of(self.test_cache, [train, test])
         return make_stream(parts, scenario, active_classes, data.image_shape, cache)
+
+    def check_classes(self, data: ImageData) -> None:
+        """Refuse, before anything trains, a dataset with no training or test sample of a class a task takes (a
+        reduced copy of it, for example)."""
+        for split, labels in (("training", data.y_train), ("test", data.y_test)):
+            counts = torch.bincount(labels, minlength=self.n_classes)
+            for t, classes in enumerate(self.groups):
+                missing = [k for k in classes if counts[k] == 0]
+                if missing:
+                    k = missing[0]
+                    raise DataError(f"{data.source}: holds no {split} sample of class {k} ({data.class_names[k]}), "
+                                    f"which task {t} takes; stream.class_order or stream.n_tasks can choose the "
+                                    "classes it has")
 
 
 def split_stream(dataset: str, root: str, scenario: str, n_tasks: int | None, classes_per_task: int,

@@ -16,18 +16,20 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from clrelu import checks
+from clrelu import checks, machine
 from clrelu.config import check_seeds, job_config
 from clrelu.console import shown
-from clrelu.errors import ClreluError, ConfigError
+from clrelu.errors import ClreluError, ConfigError, Interrupted
 from clrelu.measure.diagnostics import ActivationMonitor
 from clrelu.measure.plasticity import PlasticityProbe
+from clrelu.rundir import files
 from clrelu.rundir.checkpoint import CHECKPOINT, resumable_checkpoint, save_model
-from clrelu.rundir.files import remove_temporaries
-from clrelu.rundir.record import RunRecord
+from clrelu.rundir.record import RunRecord, mark_summary
 from clrelu.streams.base import SCENARIOS, Stream
 from clrelu.streams.features import map_inputs
 from clrelu.streams.validation import carve_validation, validation_fraction
+from clrelu.training import stopping
+from clrelu.training.footprint import check_fits, refuse_out_of_memory
 from clrelu.training.schedule import EvalSchedule
 from clrelu.training.trainer import REGIMES, Trainer, TrainSettings
 
@@ -67,7 +69,8 @@ def build(make: functools.partial, group: str, **runtime):
         inspect.signature(make.func).bind(*make.args, **make.keywords, **runtime)
     except TypeError as exc:
         raise ConfigError(f"{group}: {exc}") from None
-    return make(**runtime)
+    with refuse_out_of_memory(group):
+        return make(**runtime)
 
 
 def settings(cfg: DictConfig) -> TrainSettings:
@@ -97,6 +100,16 @@ def optimizer_factory(node: DictConfig) -> functools.partial:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"optimizer: {exc}") from None
     return make
+
+
+def checked_threads(value) -> int:
+    """`threads`: 0 (torch's default) up to the machine's cores."""
+    threads = checks.integer("threads", value, minimum=0)
+    cores = machine.cores()
+    if threads > cores:
+        raise ConfigError(f"threads={threads}: this machine has {cores} cores; use at most {cores} (0: torch's "
+                          "default)")
+    return threads
 
 
 def choose_device(name: str) -> torch.device:
@@ -185,6 +198,15 @@ def map_fixed_inputs(model, stream: Stream, chunk: int) -> None:
         log.info("the frozen trunk runs on every batch: this stream's tasks transform or augment their samples")
 
 
+def mark_interrupted(folder: Path, exc: BaseException) -> None:
+    """Record in the run's summary.csv (when it has one) that a signal stopped it."""
+    with stopping.signals_held():
+        try:
+            mark_summary(folder, "interrupted", stopping.reason(exc))
+        except ClreluError as also:
+            log.warning("could not mark the run interrupted: %s", also)
+
+
 def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> RunRecord:
     """Run the experiment `cfg` describes, writing its CSV files into `folder`.
 
@@ -192,10 +214,11 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     Hydra reports them, for the summary and the error messages.
     """
     seed = check_seeds(cfg)
+    files.check_tree(folder)  # no link or special file where the run will read and write (the door refuses them too)
     resume = checks.boolean("resume", cfg.resume)
     config = job_config(cfg)
     checkpoint = resumable_checkpoint(folder, config, where="resume=true") if resume else None
-    threads = checks.integer("threads", cfg.threads, minimum=0)
+    threads = checked_threads(cfg.threads)
     device = choose_device(cfg.device)
     train_settings = settings(cfg)
     schedule = EvalSchedule.checked(cfg.eval.every, cfg.eval.tasks)
@@ -207,6 +230,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     tracker = build(factory("logger", cfg.logger), "logger")  # an extra that is missing is refused here, in one line
     check_model_fits(names, make_model.func, scenario, train_settings.regime)
     check_strategy_fits(names, make_strategy.func, scenario, train_settings.regime)
+    check_fits(cfg)
     if threads:
         torch.set_num_threads(threads)
 
@@ -227,7 +251,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     monitor = diagnostics_monitor(cfg.diagnostics, model)
     probe = plasticity_probe(cfg.plasticity, model)
     map_fixed_inputs(model, stream, train_settings.eval_batch_size)  # last: it can take minutes, and config is checked
-    folder.mkdir(parents=True, exist_ok=True)
+    files.make_folder(folder)
     record = RunRecord(folder, stream.n_tasks, meta, diagnostics=monitor is not None, config=config)
     record.tracker = tracker
     start_params = model.n_params()  # none for a model that creates them task by task (a progressive net's columns)
@@ -240,27 +264,35 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     if problem:
         log.warning("strategy=%s cannot act in this run: %s", names["strategy"], problem)
     if resume:
-        remove_temporaries(folder)  # of writes a kill cut short
+        files.remove_temporaries(folder)  # of writes a kill cut short
     try:
-        trainer.run(resume_from=checkpoint)
-        save_model(model, folder / "model.pt")
+        with stopping.signals_raise():
+            trainer.run(resume_from=checkpoint)
+            save_model(model, folder / "model.pt")
     except BaseException as exc:
-        if isinstance(exc, Exception) and record.has_results():  # a record restored or measured: keep it, marked
-            record.status = "failed"                                # failed (never overwrite with less)
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)):  # a signal: the summary on disk says so
+            mark_interrupted(folder, exc)
+        elif isinstance(exc, Exception) and record.has_results():  # a record restored or measured: keep it, marked
+            record.status = "failed"                                  # failed (never overwrite with less)
             record.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             try:
                 record.write()
             except ClreluError as also:  # the disk that was full still is
                 log.warning("could not mark the run failed: %s", also)
         tracker.finish(record)  # a signal too: the tracker's run ends with the run
+        if isinstance(exc, Interrupted):
+            where = f"{shown(folder)}: {exc} after {record.tasks_done} of {stream.n_tasks} tasks"
+            raise Interrupted(exc.signum, f"{where}; continue it with resume=true") from None
         raise
     # finished: the summary says so first, then the checkpoint goes. A kill in between leaves a finished summary
-    # beside a checkpoint, which every reader takes as finished (the summary decides; nothing resumes it)
-    record.status = "finished"
-    record.write()
+    # beside a checkpoint, which every reader takes as finished (the summary decides; nothing resumes it). Signals
+    # wait until both are done.
+    with stopping.signals_held():
+        record.status = "finished"
+        record.write()
+        files.remove(folder, CHECKPOINT)
+        files.remove_temporaries(folder)
     tracker.finish(record)
-    (folder / CHECKPOINT).unlink(missing_ok=True)
-    remove_temporaries(folder)
     s = record.summary()
     grown = f"; {record.n_params} parameters at the end" if record.n_params != start_params else ""
     log.info("ACC %.4f  LA %.4f  forgetting %.4f  BWT %.4f  FWT %.4f  (train %.1f s, eval %.1f s)%s",

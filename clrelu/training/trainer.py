@@ -15,7 +15,8 @@ from clrelu.errors import RunError
 from clrelu.measure.diagnostics import ActivationMonitor
 from clrelu.measure.plasticity import PlasticityProbe, probe_indices
 from clrelu.models.base import ContinualModel
-from clrelu.rundir.checkpoint import global_rng, restore_global_rng, save_checkpoint
+from clrelu.rundir import schema
+from clrelu.rundir.checkpoint import CHECKPOINT, global_rng, restore_global_rng, save_checkpoint
 from clrelu.rundir.record import Evaluation, RunRecord
 from clrelu.strategies.base import Strategy
 from clrelu.streams.base import Stream, Task
@@ -188,16 +189,22 @@ class Trainer:
             self._evaluate_into_record(phase.row, tasks, phases_done=index + 1)
 
     def _restore(self, state: dict, all_phases: list[Phase]) -> int:
-        """Bring model, record and random generators back to a checkpoint; return the next phase."""
-        done = state["phases_done"]
+        """Bring model, strategy, optimizer, record and random generators back to a checkpoint; return the next
+        phase. Every part is checked against what this run's model and strategy hold before the record cuts any
+        file back (a damaged checkpoint changes nothing on disk)."""
+        path = self.record.folder / CHECKPOINT
+        done = schema.integer(path, "phases_done", state["phases_done"], 0, len(all_phases))
         for phase in all_phases[:done]:
             for t in phase.new_tasks:
                 self.model.begin_task(t)  # rebuild what the finished tasks created (heads, columns)
+        schema.tensors_like(path, "model", state["model"], self.model.state_dict())
         self.model.load_state_dict(state["model"])
-        self.strategy.load_state_dict(state["strategy"])
+        schema.mapping(path, "strategy", state["strategy"], self.strategy.state_dict().keys())
+        schema.parameter_tensors(path, "strategy", state["strategy"], dict(self.model.named_parameters()))
+        schema.restored(path, "strategy", self.strategy.load_state_dict, state["strategy"])
         if state.get("optimizer") is not None:
-            self._restore_optimizer(state["optimizer"])
-        self.record.restore(state["record"])
+            self._restore_optimizer(path, state["optimizer"])
+        self.record.restore(state["record"], path)
         self.generator.set_state(state["rng"]["batches"])
         restore_global_rng(state["rng"])
         log.info("resuming after %d of %d tasks", self.record.tasks_done, self.stream.n_tasks)
@@ -232,16 +239,22 @@ class Trainer:
         first = {key: value for key, value in self.optimizer.param_groups[0].items() if key != "params"}
         self.optimizer.add_param_group({"params": params, **first})
 
-    def _restore_optimizer(self, saved: dict) -> None:
+    def _restore_optimizer(self, path, saved: dict) -> None:
         """Rebuild the stream's optimizer over the same groups of parameters, hand it to the strategy (as when it
         was first built), then load its state and hyperparameters."""
         params = dict(self.model.named_parameters())
         groups = saved["groups"]
+        named = [name for group in groups for name in group]
+        unknown = [name for name in named if name not in params]
+        if unknown or len(set(named)) != len(named):
+            what = f"names {schema.shown(unknown[0])}, not a parameter of the model" if unknown else "repeats a name"
+            raise schema.DamagedCheckpoint(path, f"optimizer['groups'] {what}")
+        schema.optimizer_state(path, saved["state"], [params[name] for name in named])
         self.optimizer = self.strategy.adapt_optimizer(self.make_optimizer([params[name] for name in groups[0]]))
         for group in groups[1:]:
             self._add_group([params[name] for name in group])
         self.strategy.use_optimizer(self.optimizer)
-        self.optimizer.load_state_dict(saved["state"])
+        schema.restored(path, "optimizer", self.optimizer.load_state_dict, saved["state"])
         self.optimizer_groups = groups
 
     def steps(self, phase: Phase) -> int:
