@@ -19,6 +19,8 @@ from clrelu.training.experiment import run_experiment
 
 REAL_ROOT = os.environ.get("CLRELU_DATA")
 
+pytest_plugins = ["ci_rule"]  # with CLRELU_REQUIRE_ALL_TESTS=1 (.ci/run) a skip fails the session
+
 
 def has_dataset(folder: str) -> bool:
     if not REAL_ROOT:
