@@ -1,5 +1,6 @@
 """Each model's defining property: sparse winners, frozen units, progressive columns, frozen trunks, multitask loss."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -145,11 +146,20 @@ def test_pnn_mlp_adapters_have_the_shape_of_eq_2_of_the_paper():
             assert adapter.lateral.weight.shape == (n_into, n_before) and adapter.lateral.bias is None  # U
     assert not any(p.requires_grad for p in model.columns[0].parameters())
     assert all(p.requires_grad for p in model.columns[2].parameters())
-    h = [torch.rand(5, 8), torch.rand(5, 8)]  # layer 1 of columns 0 and 1
+    # eq. 2 by hand, with weights set by hand: U relu(V alpha [h0, h1] + b), V = [V0 V1] reading columns 0 and 1
+    rng = np.random.default_rng(0)
+    h = [rng.uniform(0, 1, (5, 8)) for _ in range(2)]  # layer 1 of columns 0 and 1
+    alpha, blocks, b, u = 0.7, [rng.normal(size=(8, 8)) for _ in range(2)], rng.normal(size=8), rng.normal(size=(6, 8))
     adapter = model.columns[2].laterals[0]
-    v = adapter.projection()
-    expected = adapter.lateral(torch.relu(adapter.alpha * torch.cat(h, 1) @ v.T + adapter.project_bias))
-    torch.testing.assert_close(adapter(h), expected)
+    with torch.no_grad():
+        adapter.alpha.fill_(alpha)
+        for block, value in zip(adapter.project, blocks):
+            block.weight.copy_(torch.tensor(value))
+        adapter.project_bias.copy_(torch.tensor(b))
+        adapter.lateral.weight.copy_(torch.tensor(u))
+    expected = np.maximum(alpha * np.concatenate(h, 1) @ np.concatenate(blocks, 1).T + b, 0) @ u.T
+    got = adapter([torch.tensor(x, dtype=torch.float32) for x in h]).detach().double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_pnn_linear_adapters_map_every_earlier_column():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from clrelu.config import compose, vandeven_class_order
+from clrelu.config import compose, config_dir, vandeven_class_order
 from clrelu.training.experiment import factory
 
 STRATEGIES = ("naive", "ewc", "online_ewc", "si", "lwf", "replay")
@@ -15,10 +15,27 @@ def strategy_of(*overrides):
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def preset_strategy(experiment: str, strategy: str, scenario: str) -> dict:
+    """The strategy's config under a preset, from the YAML files read one by one: the strategy's own file, overlaid
+    with the `strategy` keys of conf/experiment_strategy/<experiment>/<strategy>.yaml when it exists, each
+    `${per_scenario.<key>.${stream.scenario}}` looked up by hand in that file's table."""
+    node = OmegaConf.to_container(OmegaConf.load(config_dir() / "strategy" / f"{strategy}.yaml"))
+    path = config_dir() / "experiment_strategy" / experiment / f"{strategy}.yaml"
+    if path.is_file():
+        preset = OmegaConf.to_container(OmegaConf.load(path))  # unresolved: interpolations stay strings
+        for key, value in preset["strategy"].items():
+            if isinstance(value, str) and value.startswith("${"):
+                assert value == f"${{per_scenario.{key}.${{stream.scenario}}}}"
+                value = preset["per_scenario"][key][scenario]
+            node[key] = value
+    return node
+
+
 @pytest.mark.parametrize("experiment", ["hsu_split_mnist", "vandeven_split_mnist"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_preset_sets_only_keys_the_picked_strategy_takes(experiment, strategy):
     cfg, _ = compose([f"experiment={experiment}", f"strategy={strategy}", "stream.scenario=class"])
+    assert OmegaConf.to_container(cfg.strategy, resolve=True) == preset_strategy(experiment, strategy, "class")
     factory("strategy", cfg.strategy)  # refuses a key the strategy does not take
 
 
