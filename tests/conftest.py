@@ -39,6 +39,22 @@ def run_in_process(folder: Path, *overrides: str):
     return run_experiment(cfg, folder, names)
 
 
+def refusal(folder: Path, *overrides: str) -> tuple[str, int]:
+    """The one line and the exit code with which `clrelu run <overrides>` refuses a config, found in this process:
+    compose the config with Hydra's compose API and build the run into `folder`, as the command does before it
+    trains; the error must come before anything is written there. (test_cli checks that the command prints this
+    line as `clrelu: error: <line>` and exits with the code.)"""
+    from clrelu.cli import describe
+
+    try:
+        cfg, names = compose(list(overrides))
+        run_experiment(cfg, folder, names)
+    except Exception as exc:
+        assert not folder.exists(), f"{folder} was written before the refusal"
+        return describe(exc)
+    raise AssertionError(f"clrelu run {' '.join(overrides)} was not refused")
+
+
 def crash_during_task(folder: Path, task: int, *overrides: str) -> None:
     """Run `clrelu run <overrides>` in this process into `folder`, crashing when training reaches task `task`:
     an unfinished run whose checkpoint holds the tasks before it."""

@@ -4,7 +4,7 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import fake_dataset, read_accuracy, run_cli
+from conftest import fake_dataset, read_accuracy, refusal, run_cli
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -48,7 +48,7 @@ def test_same_seed_same_accuracy_csv(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["model=nope"], "model=nope: unknown choice; valid choices are "),
+    (["model=nope"], "model=nope: unknown choice; valid choices are mlp, multitask, pnn, sparse, transfer"),
     (["stream=nope"], "stream=nope: unknown choice; valid choices are "),
     (["trainer.batch_size=0"], "trainer.batch_size=0: must be at least 1"),
     (["optimizer.lr=-0.1"], "optimizer.lr=-0.1: must be greater than 0"),
@@ -63,14 +63,25 @@ def test_same_seed_same_accuracy_csv(tmp_path):
     (["stream=split_mnist", "stream.classes_per_task=3"], "stream.classes_per_task=3: does not divide the 10 classes"),
     (["stream=rotated_mnist", "stream.interpolation=cubic"],
      "stream.interpolation=cubic: unknown choice; valid choices are nearest, bilinear"),
+    (["seed=4294967296"], "seed=4294967296: must be an integer in [0, 2**32), that is 0 to 4294967295"),
 ])
-def test_config_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
+def test_config_errors_name_the_key_and_what_it_can_be(tmp_path, args, message):
     fake_dataset(tmp_path / "data", side=28)
-    done = run_cli("run", *args, cwd=tmp_path, env={"CLRELU_DATA": str(tmp_path / "data")})
+    said, code = refusal(tmp_path / "run", *args, f"data.root={tmp_path / 'data'}")
+    assert code == 2 and said.startswith(message) and "\n" not in said, said
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model=nope"], "model=nope: unknown choice; valid choices are mlp, multitask, pnn, sparse, transfer"),  # Hydra's
+    (["+trainer.epoch=3"], "trainer.epoch: unknown config key; valid keys here are regime, epochs"),  # clrelu's guard
+])
+def test_a_config_error_is_one_line_with_exit_code_2(tmp_path, args, message):
+    # the command's side of the cases above: `clrelu: error: <line>`, no trace, exit 2, no run folder
+    done = run_cli("run", *args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"clrelu: error: {message}"), done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert not (tmp_path / "outputs" / "runs").exists() or not any((tmp_path / "outputs" / "runs").iterdir())
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_missing_data_is_one_line_with_exit_code_1(tmp_path):

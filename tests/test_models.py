@@ -1,10 +1,12 @@
 """Each model's defining property: sparse winners, frozen units, progressive columns, frozen trunks, multitask loss."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import read_accuracy, run_cli, run_in_process
+from conftest import read_accuracy, refusal, run_in_process
 from torch.nn import functional as F
 
 from clrelu.errors import ConfigError
@@ -113,6 +115,21 @@ def test_sparse_protected_units_are_bit_identical_after_later_tasks(tmp_path):
     assert (stats.allocated_l0.cumsum() + stats.free_l0 == 64).all()
 
 
+def test_sparse_trains_on_with_a_warning_when_a_layer_has_no_free_unit(tmp_path, caplog):
+    # 8 units, 4 winners a sample: on task 0 every unit wins on more than 1% of the samples, so all are allocated
+    with caplog.at_level(logging.WARNING, logger="clrelu.models.sparse"):
+        record, model, taken = run_model(tmp_path, "sparse", "stream.n_tasks=3", "model.hidden=[8]", "model.k=0.5",
+                                         "model.protect_threshold=0.01")
+    assert caplog.messages == ["sparse: hidden layer 0 has no free units left after task 0; later tasks train the "
+                               "rest of the network only"]
+    stats = pd.read_csv(tmp_path / "model_stats.csv")
+    assert stats.allocated_l0.tolist() == [8, 0, 0] and stats.free_l0.tolist() == [0, 0, 0]
+    for name in ("trunk.0.weight", "trunk.0.bias"):  # the full layer stays as task 0 left it
+        assert torch.equal(model.state_dict()[name], taken[0][name])
+    assert record.status == "finished"
+    assert all(record.R[t][t] >= 0.7 for t in (1, 2))  # the later tasks learn on their heads (chance is 0.5)
+
+
 # --- progressive net ----------------------------------------------------------------------------
 
 def test_pnn_never_changes_old_predictions(tmp_path):
@@ -184,11 +201,10 @@ def test_pnn_parameter_count_grows_per_task(tmp_path, adapter, lateral):
 
 
 def test_pnn_refuses_other_scenarios_and_regimes(tmp_path):
-    done = run_cli("run", "model=pnn", "stream=synthetic", "stream.scenario=class", cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr == "clrelu: error: model=pnn cannot serve stream.scenario=class; it supports task\n"
-    done = run_cli("run", "model=pnn", "stream=synthetic", "trainer.regime=joint", cwd=tmp_path)
-    assert done.returncode == 2 and "model=pnn cannot train with trainer.regime=joint" in done.stderr
+    assert refusal(tmp_path / "run", "model=pnn", "stream=synthetic", "stream.scenario=class") == (
+        "model=pnn cannot serve stream.scenario=class; it supports task", 2)
+    assert refusal(tmp_path / "run", "model=pnn", "stream=synthetic", "trainer.regime=joint") == (
+        "model=pnn cannot train with trainer.regime=joint; it supports sequential", 2)
 
 
 # --- transfer -----------------------------------------------------------------------------------
