@@ -1,10 +1,16 @@
 """`clrelu run` end to end in a fresh process: the files a run writes, repeatability, and one-line errors."""
 
 import re
+import sys
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import fake_dataset, read_accuracy, refusal, run_cli
+from omegaconf import OmegaConf
+
+from clrelu.cli import main
+from clrelu.config import compose
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -82,6 +88,19 @@ def test_a_config_error_is_one_line_with_exit_code_2(tmp_path, args, message):
     assert done.stderr.startswith(f"clrelu: error: {message}"), done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_cfg_job_prints_the_composed_config_without_running(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", sys.argv)  # `clrelu run` hands Hydra its arguments through sys.argv
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # and sets this for its own error handling
+    overrides = ["stream=synthetic", "model.hidden=[7]", "strategy=ewc"]
+    assert main(["run", "--cfg", "job", *overrides]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    cfg, _ = compose(overrides)
+    assert printed == OmegaConf.to_container(cfg)  # as composed, interpolations unresolved (seed: ${seed})
+    assert printed["model"]["hidden"] == [7] and printed["stream"]["seed"] == "${seed}"
+    assert list(tmp_path.iterdir()) == []  # nothing ran: no run folder, no outputs/
 
 
 def test_missing_data_is_one_line_with_exit_code_1(tmp_path):
