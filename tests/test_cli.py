@@ -5,12 +5,14 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import fake_dataset, read_accuracy, refusal, run_cli
 from omegaconf import OmegaConf
 
 from clrelu.cli import main
-from clrelu.config import compose
+from clrelu.config import compose, config_dir
+from clrelu.run.experiment import choose_device
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -101,6 +103,36 @@ def test_cfg_job_prints_the_composed_config_without_running(tmp_path, monkeypatc
     assert printed == OmegaConf.to_container(cfg)  # as composed, interpolations unresolved (seed: ${seed})
     assert printed["model"]["hidden"] == [7] and printed["stream"]["seed"] == "${seed}"
     assert list(tmp_path.iterdir()) == []  # nothing ran: no run folder, no outputs/
+
+
+def test_run_help_lists_every_group_and_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", sys.argv)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    with pytest.raises(SystemExit) as done:  # Hydra ends the process after its help
+        main(["run", "--help"])
+    assert done.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    for group in ("model", "stream", "optimizer", "strategy", "experiment"):
+        options = sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
+        assert f"{group}: {', '.join(options)}" in lines
+    cfg, _ = compose([])
+    def shown(key):
+        return any(line.startswith(f"{key}:") for line in lines)
+
+    assert all(shown(key) for key in cfg)  # every top-level key, with its keys below it
+    assert all(shown(f"  {key}") for key in cfg.trainer)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_device_cuda_insists_and_auto_takes_a_gpu_when_there_is_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert refusal(tmp_path / "run", "stream=synthetic", "device=cuda") == (
+        "device=cuda: no CUDA device is available here; use device=cpu or device=auto", 2)
+    assert choose_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_device("auto") == choose_device("cuda") == torch.device("cuda")
+    assert choose_device("cpu") == torch.device("cpu")
 
 
 def test_missing_data_is_one_line_with_exit_code_1(tmp_path):
