@@ -226,6 +226,14 @@ def test_crelu_doubles_the_width_and_keeps_both_signs():
     assert model(torch.rand(2, 4), 0).shape == (2, 3)
 
 
+def test_crelu_at_equal_parameter_count_is_the_documented_narrower_network():
+    # docs: 2 x 100 relu on 784 inputs and 10 outputs has 89,610 parameters, 2 x 91 crelu 89,918
+    ten = HeadLayout("domain", n_tasks=2, classes_per_task=10)
+    assert MLP(784, ten, hidden=[100, 100]).n_params() == (784 + 1) * 100 + (100 + 1) * 100 + (100 + 1) * 10 == 89610
+    assert MLP(784, ten, hidden=[91, 91], activation="crelu").n_params() == (
+        (784 + 1) * 91 + (182 + 1) * 91 + (182 + 1) * 10) == 89918
+
+
 @pytest.mark.parametrize("model", ["sparse", "pnn", "transfer", "multitask"])
 def test_every_model_takes_crelu(model):
     from clrelu.config import compose
