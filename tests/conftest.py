@@ -44,15 +44,26 @@ def refusal(folder: Path, *overrides: str) -> tuple[str, int]:
     compose the config with Hydra's compose API and build the run into `folder`, as the command does before it
     trains; the error must come before anything is written there. (test_cli checks that the command prints this
     line as `clrelu: error: <line>` and exits with the code.)"""
+    import clrelu.run.trainer
     from clrelu.cli import describe
 
+    class NotRefused(Exception):
+        pass
+
+    def train(*_, **__):
+        raise NotRefused(f"clrelu run {' '.join(overrides)} was not refused: it reached training")
+
     try:
-        cfg, names = compose(list(overrides))
-        run_experiment(cfg, folder, names)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(clrelu.run.trainer.Trainer, "run", train)
+            cfg, names = compose(list(overrides))
+            run_experiment(cfg, folder, names)
+    except NotRefused as exc:
+        raise AssertionError(str(exc)) from None
     except Exception as exc:
         assert not folder.exists(), f"{folder} was written before the refusal"
         return describe(exc)
-    raise AssertionError(f"clrelu run {' '.join(overrides)} was not refused")
+    raise AssertionError("unreachable: training always raises here")
 
 
 def crash_during_task(folder: Path, task: int, *overrides: str) -> None:
