@@ -44,7 +44,7 @@ def refusal(folder: Path, *overrides: str) -> tuple[str, int]:
     compose the config with Hydra's compose API and build the run into `folder`, as the command does before it
     trains; the error must come before anything is written there. (test_cli checks that the command prints this
     line as `clrelu: error: <line>` and exits with the code.)"""
-    import clrelu.run.trainer
+    import clrelu.training.trainer
     from clrelu.cli import describe
 
     class NotRefused(Exception):
@@ -55,7 +55,7 @@ def refusal(folder: Path, *overrides: str) -> tuple[str, int]:
 
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(clrelu.run.trainer.Trainer, "run", train)
+            patch.setattr(clrelu.training.trainer.Trainer, "run", train)
             cfg, names = compose(list(overrides))
             run_experiment(cfg, folder, names)
     except NotRefused as exc:

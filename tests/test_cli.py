@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from clrelu.cli import main
 from clrelu.config import compose, config_dir
-from clrelu.run.experiment import choose_device
+from clrelu.training.experiment import choose_device
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 

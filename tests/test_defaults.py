@@ -1,6 +1,7 @@
-"""Defaults never diverge and learn: every strategy of conf/strategy with its defaults and the
-default optimizer, in every scenario it declares, finishes short runs of split and permuted MNIST and Fashion-MNIST (skipped without the data),
-learns (learning accuracy well above chance) and leaves no NaN in summary.csv where a value is defined."""
+"""Defaults never diverge and learn: every strategy of conf/strategy, in every scenario it declares, with its
+defaults, the model it declares and the default optimizer, finishes short runs of split and permuted MNIST and
+Fashion-MNIST (skipped without the data), learns (learning accuracy well above chance) and leaves no NaN in
+summary.csv where a value is defined."""
 
 import math
 
