@@ -20,14 +20,22 @@ def cell(run) -> str:
     return f"**{run.status}** after {run.tasks_done} tasks: {run.error}"
 
 
+def in_order(found, known) -> list:
+    """The values found, those of `known` first and in its order, then any other in sorted order."""
+    found = set(found)
+    return [k for k in known if k in found] + sorted(found - set(known))
+
+
 def main(path: str) -> None:
     runs = load(path).set_index(["strategy", "stream", "scenario"]).sort_index()
-    print("| strategy | " + " | ".join(f"{stream}, {scenario}" for stream in STREAMS for scenario in SCENARIOS)
+    streams = in_order(runs.index.get_level_values(1), STREAMS)
+    scenarios = in_order(runs.index.get_level_values(2), SCENARIOS)
+    print("| strategy | " + " | ".join(f"{stream}, {scenario}" for stream in streams for scenario in scenarios)
           + " |")
-    print("| --- " * (1 + len(STREAMS) * len(SCENARIOS)) + "|")
+    print("| --- " * (1 + len(streams) * len(scenarios)) + "|")
     for strategy in runs.index.get_level_values(0).unique():
-        cells = [cell(runs.loc[(strategy, stream, scenario)].iloc[0]) if (strategy, stream, scenario) in runs.index
-                 else "not run" for stream in STREAMS for scenario in SCENARIOS]
+        cells = [cell(runs.loc[[(strategy, stream, scenario)]].iloc[0]) if (strategy, stream, scenario) in runs.index
+                 else "not run" for stream in streams for scenario in scenarios]
         print(f"| {strategy} | " + " | ".join(cells) + " |")
     finished = (runs.status == "finished").sum()
     print(f"\n{finished} of {len(runs)} runs finished; train seconds per run: median "

@@ -21,6 +21,8 @@ from clrelu.training.experiment import run_experiment
 
 REAL_ROOT = os.environ.get("CLRELU_DATA")
 
+pytest_plugins = ["ci_rule"]  # with CLRELU_REQUIRE_ALL_TESTS=1 (.ci/run) a skip fails the session
+
 
 def pytest_configure(config):
     """Ctrl-C stops this process, and the processes the tests start, as it does a user's shell command: a pytest-xdist
@@ -43,6 +45,33 @@ def run_in_process(folder: Path, *overrides: str):
     """Run `clrelu run <overrides>` in this process (no Hydra run folder logic) and return its record."""
     cfg, names = compose(list(overrides))
     return run_experiment(cfg, folder, names)
+
+
+def refusal(folder: Path, *overrides: str) -> tuple[str, int]:
+    """The one line and the exit code with which `clrelu run <overrides>` refuses a config, found in this process:
+    compose the config with Hydra's compose API and build the run into `folder`, as the command does before it
+    trains; the error must come before anything is written there. (test_cli checks that the command prints this
+    line as `clrelu: error: <line>` and exits with the code.)"""
+    import clrelu.training.trainer
+    from clrelu.cli import describe
+
+    class NotRefused(Exception):
+        pass
+
+    def train(*_, **__):
+        raise NotRefused(f"clrelu run {' '.join(overrides)} was not refused: it reached training")
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(clrelu.training.trainer.Trainer, "run", train)
+            cfg, names = compose(list(overrides))
+            run_experiment(cfg, folder, names)
+    except NotRefused as exc:
+        raise AssertionError(str(exc)) from None
+    except Exception as exc:
+        assert not folder.exists(), f"{folder} was written before the refusal"
+        return describe(exc)
+    raise AssertionError("unreachable: training always raises here")
 
 
 def crash_during_task(folder: Path, task: int, *overrides: str) -> None:

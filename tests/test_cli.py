@@ -1,10 +1,18 @@
 """`clrelu run` end to end in a fresh process: the files a run writes, repeatability, and one-line errors."""
 
 import re
+import sys
 
 import pandas as pd
 import pytest
-from conftest import fake_dataset, read_accuracy, run_cli
+import torch
+import yaml
+from conftest import fake_dataset, read_accuracy, refusal, run_cli
+from omegaconf import OmegaConf
+
+from clrelu.cli import main
+from clrelu.config import compose, config_dir
+from clrelu.training.experiment import choose_device
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20"]
 
@@ -48,7 +56,7 @@ def test_same_seed_same_accuracy_csv(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["model=nope"], "model=nope: unknown choice; valid choices are "),
+    (["model=nope"], "model=nope: unknown choice; valid choices are mlp, multitask, pnn, sparse, transfer"),
     (["stream=nope"], "stream=nope: unknown choice; valid choices are "),
     (["trainer.batch_size=0"], "trainer.batch_size=0: must be at least 1"),
     (["optimizer.lr=-0.1"], "optimizer.lr=-0.1: must be greater than 0"),
@@ -63,14 +71,68 @@ def test_same_seed_same_accuracy_csv(tmp_path):
     (["stream=split_mnist", "stream.classes_per_task=3"], "stream.classes_per_task=3: does not divide the 10 classes"),
     (["stream=rotated_mnist", "stream.interpolation=cubic"],
      "stream.interpolation=cubic: unknown choice; valid choices are nearest, bilinear"),
+    (["seed=4294967296"], "seed=4294967296: must be an integer in [0, 2**32), that is 0 to 4294967295"),
 ])
-def test_config_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
+def test_config_errors_name_the_key_and_what_it_can_be(tmp_path, args, message):
     fake_dataset(tmp_path / "data", side=28)
-    done = run_cli("run", *args, cwd=tmp_path, env={"CLRELU_DATA": str(tmp_path / "data")})
+    said, code = refusal(tmp_path / "run", *args, f"data.root={tmp_path / 'data'}")
+    assert code == 2 and said.startswith(message) and "\n" not in said, said
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model=nope"], "model=nope: unknown choice; valid choices are mlp, multitask, pnn, sparse, transfer"),  # Hydra's
+    (["+trainer.epoch=3"], "trainer.epoch: unknown config key; valid keys here are regime, epochs"),  # clrelu's guard
+])
+def test_a_config_error_is_one_line_with_exit_code_2(tmp_path, args, message):
+    # the command's side of the cases above: `clrelu: error: <line>`, no trace, exit 2, no run folder
+    done = run_cli("run", *args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"clrelu: error: {message}"), done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert not (tmp_path / "outputs" / "runs").exists() or not any((tmp_path / "outputs" / "runs").iterdir())
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cfg_job_prints_the_composed_config_without_running(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", sys.argv)  # `clrelu run` hands Hydra its arguments through sys.argv
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # and sets this for its own error handling
+    overrides = ["stream=synthetic", "model.hidden=[7]", "strategy=ewc"]
+    assert main(["run", "--cfg", "job", *overrides]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    cfg, _ = compose(overrides)
+    assert printed == OmegaConf.to_container(cfg)  # as composed, interpolations unresolved (seed: ${seed})
+    assert printed["model"]["hidden"] == [7] and printed["stream"]["seed"] == "${seed}"
+    assert list(tmp_path.iterdir()) == []  # nothing ran: no run folder, no outputs/
+
+
+def test_run_help_lists_every_group_and_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", sys.argv)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    with pytest.raises(SystemExit) as done:  # Hydra ends the process after its help
+        main(["run", "--help"])
+    assert done.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    for group in ("model", "stream", "optimizer", "strategy", "experiment"):
+        options = sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
+        assert f"{group}: {', '.join(options)}" in lines
+    cfg, _ = compose([])
+    def shown(key):
+        return any(line.startswith(f"{key}:") for line in lines)
+
+    assert all(shown(key) for key in cfg)  # every top-level key, with its keys below it
+    assert all(shown(f"  {key}") for key in cfg.trainer)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_device_cuda_insists_and_auto_takes_a_gpu_when_there_is_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert refusal(tmp_path / "run", "stream=synthetic", "device=cuda") == (
+        "device=cuda: no CUDA device is available here; use device=cpu or device=auto", 2)
+    assert choose_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_device("auto") == choose_device("cuda") == torch.device("cuda")
+    assert choose_device("cpu") == torch.device("cpu")
 
 
 def test_missing_data_is_one_line_with_exit_code_1(tmp_path):

@@ -1,9 +1,12 @@
 """Each model's defining property: sparse winners, frozen units, progressive columns, frozen trunks, multitask loss."""
 
+import logging
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import read_accuracy, run_cli, run_in_process
+from conftest import read_accuracy, refusal, run_in_process
 from torch.nn import functional as F
 
 from clrelu.errors import ConfigError
@@ -112,6 +115,21 @@ def test_sparse_protected_units_are_bit_identical_after_later_tasks(tmp_path):
     assert (stats.allocated_l0.cumsum() + stats.free_l0 == 64).all()
 
 
+def test_sparse_trains_on_with_a_warning_when_a_layer_has_no_free_unit(tmp_path, caplog):
+    # 8 units, 4 winners a sample: on task 0 every unit wins on more than 1% of the samples, so all are allocated
+    with caplog.at_level(logging.WARNING, logger="clrelu.models.sparse"):
+        record, model, taken = run_model(tmp_path, "sparse", "stream.n_tasks=3", "model.hidden=[8]", "model.k=0.5",
+                                         "model.protect_threshold=0.01")
+    assert caplog.messages == ["sparse: hidden layer 0 has no free units left after task 0; later tasks train the "
+                               "rest of the network only"]
+    stats = pd.read_csv(tmp_path / "model_stats.csv")
+    assert stats.allocated_l0.tolist() == [8, 0, 0] and stats.free_l0.tolist() == [0, 0, 0]
+    for name in ("trunk.0.weight", "trunk.0.bias"):  # the full layer stays as task 0 left it
+        assert torch.equal(model.state_dict()[name], taken[0][name])
+    assert record.status == "finished"
+    assert all(record.R[t][t] >= 0.7 for t in (1, 2))  # the later tasks learn on their heads (chance is 0.5)
+
+
 # --- progressive net ----------------------------------------------------------------------------
 
 def test_pnn_never_changes_old_predictions(tmp_path):
@@ -145,11 +163,20 @@ def test_pnn_mlp_adapters_have_the_shape_of_eq_2_of_the_paper():
             assert adapter.lateral.weight.shape == (n_into, n_before) and adapter.lateral.bias is None  # U
     assert not any(p.requires_grad for p in model.columns[0].parameters())
     assert all(p.requires_grad for p in model.columns[2].parameters())
-    h = [torch.rand(5, 8), torch.rand(5, 8)]  # layer 1 of columns 0 and 1
+    # eq. 2 by hand, with weights set by hand: U relu(V alpha [h0, h1] + b), V = [V0 V1] reading columns 0 and 1
+    rng = np.random.default_rng(0)
+    h = [rng.uniform(0, 1, (5, 8)) for _ in range(2)]  # layer 1 of columns 0 and 1
+    alpha, blocks, b, u = 0.7, [rng.normal(size=(8, 8)) for _ in range(2)], rng.normal(size=8), rng.normal(size=(6, 8))
     adapter = model.columns[2].laterals[0]
-    v = adapter.projection()
-    expected = adapter.lateral(torch.relu(adapter.alpha * torch.cat(h, 1) @ v.T + adapter.project_bias))
-    torch.testing.assert_close(adapter(h), expected)
+    with torch.no_grad():
+        adapter.alpha.fill_(alpha)
+        for block, value in zip(adapter.project, blocks):
+            block.weight.copy_(torch.tensor(value))
+        adapter.project_bias.copy_(torch.tensor(b))
+        adapter.lateral.weight.copy_(torch.tensor(u))
+    expected = np.maximum(alpha * np.concatenate(h, 1) @ np.concatenate(blocks, 1).T + b, 0) @ u.T
+    got = adapter([torch.tensor(x, dtype=torch.float32) for x in h]).detach().double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_pnn_linear_adapters_map_every_earlier_column():
@@ -174,11 +201,10 @@ def test_pnn_parameter_count_grows_per_task(tmp_path, adapter, lateral):
 
 
 def test_pnn_refuses_other_scenarios_and_regimes(tmp_path):
-    done = run_cli("run", "model=pnn", "stream=synthetic", "stream.scenario=class", cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr == "clrelu: error: model=pnn cannot serve stream.scenario=class; it supports task\n"
-    done = run_cli("run", "model=pnn", "stream=synthetic", "trainer.regime=joint", cwd=tmp_path)
-    assert done.returncode == 2 and "model=pnn cannot train with trainer.regime=joint" in done.stderr
+    assert refusal(tmp_path / "run", "model=pnn", "stream=synthetic", "stream.scenario=class") == (
+        "model=pnn cannot serve stream.scenario=class; it supports task", 2)
+    assert refusal(tmp_path / "run", "model=pnn", "stream=synthetic", "trainer.regime=joint") == (
+        "model=pnn cannot train with trainer.regime=joint; it supports sequential", 2)
 
 
 # --- transfer -----------------------------------------------------------------------------------

@@ -173,21 +173,45 @@ def hand_built(activation="relu", norm="none"):
     return model
 
 
+def numpy_measures(rows: np.ndarray, activity: np.ndarray, tau: float, delta: float) -> dict:
+    """The measures of PLASTICITY.md in numpy, from a layer's output matrix (one row a sample, or a sample and
+    position) and its units' activity (samples x units), with none of clrelu's functions."""
+    per_unit = np.abs(activity).mean(0)
+    measures = {"dead_fraction": float(np.mean(np.abs(activity).sum(0) == 0)),
+                "dormant_fraction": float(np.mean(per_unit <= tau * per_unit.mean()))}  # all zero: all dormant
+    sigma = np.linalg.svd(rows.astype(np.float64), compute_uv=False)  # decreasing
+    if sigma.sum() == 0:  # a layer whose outputs are all zero: rank 0
+        return {**measures, "effective_rank": 0.0, "srank": 0}
+    p = sigma[sigma > 0] / sigma.sum()
+    share = np.cumsum(sigma) / sigma.sum()
+    return {**measures, "effective_rank": float(np.exp(-np.sum(p * np.log(p)))),
+            "srank": next(k + 1 for k in range(len(sigma)) if share[k] >= 1 - delta)}
+
+
 def test_the_probe_measures_every_hidden_layer_of_a_model():
     model = hand_built()
+    with torch.no_grad():  # unit 2 outputs 0.002 on every input: alive, but dormant (score 4 x 0.002 / (0.002 + 0.23))
+        model.trunk[0].weight[2] = 0
+        model.trunk[0].bias[2] = 0.002
     x = torch.rand(50, 4)
-    rows = PlasticityProbe(model, tau=0.025).measure(x, 0)
+    rows = PlasticityProbe(model, tau=0.1).measure(x, 0)
     assert [r["layer"] for r in rows] == list(model.hidden_layers()) == ["trunk.1", "trunk.3"]
-    first = rows[0]
-    assert first["task"] == 0
-    assert first["dead_fraction"] == pytest.approx(2 / 4)
-    assert first["dormant_fraction"] >= 2 / 4
-    H = torch.relu(model.trunk[0](x)).detach()
-    sigma = singular_values(H)
-    assert first["effective_rank"] == pytest.approx(effective_rank(sigma))
-    assert first["srank"] == srank(sigma, 0.01) <= 2  # two live units: rank 2 at most
-    assert first["weight_magnitude"] == pytest.approx(model.trunk[0].weight.abs().mean().item())
-    assert rows[1]["weight_magnitude"] == pytest.approx(model.trunk[2].weight.abs().mean().item())
+    assert rows[0]["task"] == 0
+    weights = [(model.trunk[i].weight.detach().double().numpy(), model.trunk[i].bias.detach().double().numpy())
+               for i in (0, 2)]
+    h = x.double().numpy()
+    for row, (w, b) in zip(rows, weights):
+        h = np.maximum(h @ w.T + b, 0)  # the layer's relu outputs, by hand
+        expected = numpy_measures(h, h, tau=0.1, delta=0.01)
+        for key in ("dead_fraction", "dormant_fraction", "effective_rank"):
+            assert row[key] == pytest.approx(expected[key], rel=1e-6), key
+        assert row["srank"] == expected["srank"]
+        assert row["weight_magnitude"] == pytest.approx(np.abs(w).mean())
+    first, second = rows
+    # units 1 and 3 are dead and unit 2 dormant; two live units: rank 2 at most
+    assert first["dead_fraction"] == 2 / 4 and first["dormant_fraction"] == 3 / 4 and first["srank"] <= 2
+    # the second layer is zero on every sample here: all dead and dormant, ranks 0
+    assert (second["dead_fraction"], second["dormant_fraction"], second["effective_rank"], second["srank"]) == (1, 1, 0, 0)
 
 
 def test_the_probe_counts_crelu_units_and_reads_through_layer_norm():

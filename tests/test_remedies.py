@@ -2,6 +2,7 @@
 crelu and layer norm; their refusals, and resuming runs that use them."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from clrelu.models.mlp import MLP
 from clrelu.strategies.cbp import ContinualBackprop
 from clrelu.strategies.l2_init import L2Init
 from clrelu.strategies.redo import ReDo
-from clrelu.strategies.shrink_perturb import ShrinkPerturb, fresh_parameters
+from clrelu.strategies.shrink_perturb import ShrinkPerturb
 from clrelu.streams.base import HeadLayout
 
 DOMAIN = HeadLayout("domain", n_tasks=2, classes_per_task=3)
@@ -95,7 +96,14 @@ def test_shrink_and_perturb_at_a_task_boundary():
     state = torch.get_rng_state()
     ShrinkPerturb(DOMAIN, shrink=0.5, perturb=0.1).before_task(model, 2)
     torch.set_rng_state(state)
-    fresh = fresh_parameters(model)  # the new initialisation it drew
+    # the new initialisation it drew, by hand: PyTorch's default for nn.Linear draws the weight, then the bias, each
+    # uniform in +-1/sqrt(fan_in), layer after layer (4 inputs -> 5 units -> 3 outputs)
+    fresh = {}
+    for layer, (fan_out, fan_in) in (("trunk.0", (5, 4)), ("heads.layers.0", (3, 5))):
+        bound = 1 / math.sqrt(fan_in)
+        fresh[f"{layer}.weight"] = torch.empty(fan_out, fan_in).uniform_(-bound, bound)
+        fresh[f"{layer}.bias"] = torch.empty(fan_out).uniform_(-bound, bound)
+    assert list(fresh) == [name for name, _ in model.named_parameters()]
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.detach(), 0.5 * shrunk[name] + 0.1 * fresh[name], rtol=0, atol=1e-7)
 
@@ -216,6 +224,14 @@ def test_crelu_doubles_the_width_and_keeps_both_signs():
     x = torch.tensor([[1.5, -2.0, 0.0]])
     assert CReLU()(x).tolist() == [[1.5, 0.0, 0.0, 0.0, 2.0, 0.0]]
     assert model(torch.rand(2, 4), 0).shape == (2, 3)
+
+
+def test_crelu_at_equal_parameter_count_is_the_documented_narrower_network():
+    # docs: 2 x 100 relu on 784 inputs and 10 outputs has 89,610 parameters, 2 x 91 crelu 89,918
+    ten = HeadLayout("domain", n_tasks=2, classes_per_task=10)
+    assert MLP(784, ten, hidden=[100, 100]).n_params() == (784 + 1) * 100 + (100 + 1) * 100 + (100 + 1) * 10 == 89610
+    assert MLP(784, ten, hidden=[91, 91], activation="crelu").n_params() == (
+        (784 + 1) * 91 + (182 + 1) * 91 + (182 + 1) * 10) == 89918
 
 
 @pytest.mark.parametrize("model", ["sparse", "pnn", "transfer", "multitask"])

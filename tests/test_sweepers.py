@@ -63,7 +63,7 @@ LAUNCHERS = {
 }
 
 
-@pytest.mark.parametrize("launcher", [pytest.param(name, marks=needs(plugin, extra))
+@pytest.mark.parametrize("launcher", [pytest.param(name, marks=[needs(plugin, extra)] + ([pytest.mark.ray] if name == "ray" else []))
                                       for name, (_, plugin, extra) in LAUNCHERS.items()])
 def test_each_launcher_runs_a_sweep_whose_relaunch_skips_and_resumes(tmp_path, launcher):
     args = ["run", "-m", *TINY, "seed=0,1,2,3", *LAUNCHERS[launcher][0], "hydra.sweep.dir=sweep"]

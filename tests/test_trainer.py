@@ -31,11 +31,31 @@ def test_joint_run_has_one_row(tmp_path):
     assert math.isnan(s["bwt"]) and math.isnan(s["learning_accuracy"]) and s["tasks_done"] == 5
 
 
-def test_iters_sets_the_number_of_steps(tmp_path):
-    # 100 samples per task, batch 10: 3 iterations see 30 samples, 1 epoch would take 10 steps.
-    short = run_in_process(tmp_path / "a", *FAST, "trainer.iters=3", "trainer.batch_size=10")
-    long = run_in_process(tmp_path / "b", *FAST, "trainer.iters=30", "trainer.batch_size=10")
-    assert short.summary()["learning_accuracy"] < long.summary()["learning_accuracy"]
+@pytest.mark.parametrize("settings, batches", [
+    # 100 training samples a task: iters counts steps, through as many passes as it takes, whatever the epochs
+    (["trainer.iters=3", "trainer.batch_size=10"], [10] * 3),
+    (["trainer.iters=25", "trainer.epochs=2", "trainer.batch_size=10"], [10] * 25),
+    # without iters, epochs passes over the task, the last batch of each pass holding what is left
+    (["trainer.epochs=2", "trainer.batch_size=30"], [30, 30, 30, 10] * 2),
+])
+def test_iters_sets_the_number_of_steps(tmp_path, monkeypatch, settings, batches):
+    from clrelu.strategies.base import Strategy
+
+    seen = {}  # per task, the size of every batch it trained on (the trainer hands each to the strategy once)
+    begin, batch = Strategy.before_task, Strategy.batch
+
+    def before_task(self, model, task_id):
+        seen[task_id] = []
+        return begin(self, model, task_id)
+
+    def counted(self, x, y, task):
+        seen[task].append(len(x))
+        return batch(self, x, y, task)
+
+    monkeypatch.setattr(Strategy, "before_task", before_task)
+    monkeypatch.setattr(Strategy, "batch", counted)
+    run_in_process(tmp_path, *FAST, "stream.n_tasks=2", *settings)
+    assert seen == {0: batches, 1: batches}
 
 
 def test_class_scenario_evaluates_only_seen_classes(tmp_path):
