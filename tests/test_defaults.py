@@ -12,6 +12,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from clrelu.config import config_dir
+from clrelu.strategies.base import Strategy
 from clrelu.streams.base import SCENARIOS
 
 STRATEGIES = sorted(path.stem for path in (config_dir() / "strategy").glob("*.yaml"))
@@ -70,9 +71,12 @@ def test_every_default_learns_without_diverging(tmp_path, stream, scenario, stra
     summary = pd.read_csv(tmp_path / "summary.csv").iloc[0]
     every_unit = "stream.active_classes=all" in needs
     assert summary.learning_accuracy >= chance(stream, scenario, every_unit) + MARGIN, summary.learning_accuracy
-    # every value is defined but the error (none); in the class scenario with active_classes=seen, FWT (a task's
-    # classes have no active unit before it begins, so R[j-1, j] is undefined); without steps on the stream, the
-    # online accuracy
-    undefined = {"error"} | ({"fwt"} if scenario == "class" and not every_unit else set())
+    # every value is defined but the error (none); in the class scenario with active_classes=seen, FWT and
+    # Chaudhry's forgetting (a task's classes have no active unit before it begins, so R[j-1, j] is undefined);
+    # without steps on the stream, the online accuracy; for a strategy without counted actions, strategy_actions
+    undefined = {"error"} | ({"fwt", "forgetting_chaudhry"} if scenario == "class" and not every_unit else set())
     undefined |= {"online_first_tenth", "online_last_tenth"} if strategy in NO_ONLINE else set()
+    # (shrink_perturb_step: shrink 1 and no noise at the boundary, so nothing to count there)
+    counts = strategy_class(strategy).actions is not Strategy.actions and strategy != "shrink_perturb_step"
+    undefined |= set() if counts else {"strategy_actions"}
     assert set(summary.index[summary.isna()]) == undefined

@@ -11,7 +11,9 @@ import pytest
 import torch
 import yaml
 from conftest import run_in_process
+from omegaconf import OmegaConf
 
+from clrelu.config import compose
 from clrelu.errors import RunError
 from clrelu.models.layers import ACTIVATIONS
 
@@ -36,6 +38,8 @@ def sweep_job(folder: Path, *overrides: str) -> float:
         accuracy = float("nan")  # the run is marked failed in its summary.csv
     (folder / ".hydra").mkdir()
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([*TINY, *overrides]))
+    cfg, _ = compose([*TINY, *overrides])  # the composed config, which results.load reads
+    (folder / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     return accuracy
 
 
