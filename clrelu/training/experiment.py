@@ -59,8 +59,8 @@ def factory(group: str, node: DictConfig) -> functools.partial:
 
 def stream_factory(node: DictConfig) -> functools.partial:
     """The stream's builder with its config bound; `validation` is a key of the run, not of the builder."""
-    return factory("stream", OmegaConf.create({key: value for key, value in OmegaConf.to_container(node, resolve=True).items()
-                                               if key != "validation"}))
+    config = OmegaConf.to_container(node, resolve=True)
+    return factory("stream", OmegaConf.create({key: value for key, value in config.items() if key != "validation"}))
 
 
 def build(make: functools.partial, group: str, **runtime):
@@ -133,12 +133,7 @@ def check_model_fits(names: Mapping[str, str], model_class, scenario: str, regim
     """Refuse, before anything trains, a scenario, regime or strategy the model cannot serve, and a
     strategy with the joint regime."""
     model = names["model"]
-    if scenario not in model_class.scenarios:
-        raise ConfigError(f"model={model} cannot serve stream.scenario={scenario}; "
-                          f"it supports {', '.join(model_class.scenarios)}")
-    if regime not in model_class.regimes:
-        raise ConfigError(f"model={model} cannot train with trainer.regime={regime}; "
-                          f"it supports {', '.join(model_class.regimes)}")
+    check_serves(f"model={model}", model_class, scenario, regime)
     if model_class.strategies is not None and names["strategy"] not in model_class.strategies:
         raise ConfigError(f"model={model} cannot use strategy={names['strategy']}: {model_class.strategies_reason}; "
                           f"it supports {', '.join(model_class.strategies)}")
@@ -147,16 +142,22 @@ def check_model_fits(names: Mapping[str, str], model_class, scenario: str, regim
                           "learns every task at once; use strategy=naive")
 
 
+def check_serves(choice: str, served_by, scenario: str, regime: str) -> None:
+    """Refuse a scenario or regime that a model or strategy class (`choice`: its config choice, as `model=pnn`) does
+    not list in its `scenarios` and `regimes`."""
+    if scenario not in served_by.scenarios:
+        raise ConfigError(f"{choice} cannot serve stream.scenario={scenario}; "
+                          f"it supports {', '.join(served_by.scenarios)}")
+    if regime not in served_by.regimes:
+        raise ConfigError(f"{choice} cannot train with trainer.regime={regime}; "
+                          f"it supports {', '.join(served_by.regimes)}")
+
+
 def check_strategy_fits(names: Mapping[str, str], strategy_class, scenario: str, regime: str) -> None:
     """Refuse, before anything is built, a scenario, regime or model the strategy does not serve (its class
     attributes `scenarios`, `regimes`, `models`)."""
     strategy = names["strategy"]
-    if scenario not in strategy_class.scenarios:
-        raise ConfigError(f"strategy={strategy} cannot serve stream.scenario={scenario}; "
-                          f"it supports {', '.join(strategy_class.scenarios)}")
-    if regime not in strategy_class.regimes:
-        raise ConfigError(f"strategy={strategy} cannot train with trainer.regime={regime}; "
-                          f"it supports {', '.join(strategy_class.regimes)}")
+    check_serves(f"strategy={strategy}", strategy_class, scenario, regime)
     if strategy_class.models is not None and names["model"] not in strategy_class.models:
         raise ConfigError(f"strategy={strategy} cannot train model={names['model']}; "
                           f"it supports model={', '.join(strategy_class.models)}")
