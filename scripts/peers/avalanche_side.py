@@ -23,7 +23,6 @@ data, building the benchmark, the model and the strategy.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -35,7 +34,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from methods import SCENARIOS, Row, row  # noqa: E402  (the table beside this script)
+from methods import Row, peer_row, result, side_arguments  # noqa: E402  (the table beside this script)
 
 EVAL_BATCH = 10000  # as clrelu's trainer.eval_batch_size
 N_PERMUTED = 5  # tasks of the domain scenario, as methods.STREAM["domain"]
@@ -188,21 +187,14 @@ def run(r: Row, seed: int, root: str) -> dict:
         metrics = learner.eval(tests[:i + 1])
         seconds += time.perf_counter() - started
     accs = accuracies(metrics, len(tests))
-    return {"side": r.peer, "method": r.label, "scenario": r.scenario, "seed": seed, "accuracies": accs,
-            "final_accuracy": sum(accs) / len(accs), "seconds": seconds}
+    return result(r.peer, r, seed, accs, seconds)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--scenario", required=True, choices=SCENARIOS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", required=True, help="torchvision data root with FashionMNIST/raw")
+    parser = side_arguments(__doc__.splitlines()[0])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    r = row(args.method, args.scenario)
-    if r.peer != "avalanche":
-        raise SystemExit(f"avalanche_side: {r.key} is compared with {r.peer}, not avalanche")
+    r = peer_row(args, "avalanche")
     print(json.dumps(run(r, args.seed, args.data)), flush=True)
 
 

@@ -14,7 +14,6 @@ the smoke test.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from clrelu.config import compose
 from clrelu.training.experiment import run_experiment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from methods import SCENARIOS, Row, row  # noqa: E402  (the table beside this script)
+from methods import Row, result, row, side_arguments  # noqa: E402  (the table beside this script)
 
 SYNTHETIC = {"class": ["stream=synthetic", "stream.scenario=class", "stream.active_classes=all"],
              "domain": ["stream=synthetic", "stream.scenario=domain"],
@@ -47,23 +46,18 @@ def run(r: Row, seed: int, folder: Path, synthetic: bool = False, extra: list[st
     summary = pd.read_csv(folder / "summary.csv").iloc[0]
     last = pd.read_csv(folder / "accuracy.csv", index_col=0).iloc[-1]
     accuracies = [100 * float(a) for a in last]
-    return {"side": "clrelu", "method": r.label, "scenario": r.scenario, "seed": seed,
-            "accuracies": accuracies, "final_accuracy": sum(accuracies) / len(accuracies),
-            "seconds": float(summary.train_seconds + summary.eval_seconds),
-            "train_seconds": float(summary.train_seconds), "eval_seconds": float(summary.eval_seconds)}
+    return result("clrelu", r, seed, accuracies, float(summary.train_seconds + summary.eval_seconds),
+                  train_seconds=float(summary.train_seconds), eval_seconds=float(summary.eval_seconds))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--scenario", required=True, choices=SCENARIOS)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = side_arguments(__doc__.splitlines()[0], peer=False)
     parser.add_argument("--folder", type=Path, required=True, help="the run folder (must not hold a run)")
     parser.add_argument("--synthetic", action="store_true", help="clrelu's synthetic stream instead of the data")
     parser.add_argument("extra", nargs="*", help="further clrelu overrides (targeted experiments)")
     args = parser.parse_args()
-    result = run(row(args.method, args.scenario), args.seed, args.folder, args.synthetic, args.extra)
-    print(json.dumps(result), flush=True)
+    line = run(row(args.method, args.scenario), args.seed, args.folder, args.synthetic, args.extra)
+    print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

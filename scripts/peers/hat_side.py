@@ -21,7 +21,6 @@ reading the data, building the network.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from methods import SCENARIOS, Row, row  # noqa: E402  (the table beside this script)
+from methods import Row, peer_row, result, side_arguments  # noqa: E402  (the table beside this script)
 
 
 def cpu_only() -> None:
@@ -81,22 +80,15 @@ def run(r: Row, seed: int, root: str, hat: Path) -> dict:
             appr.train(t, x, y, x[cut:], y[cut:])
             accuracies = [100 * appr.eval(u, tasks[u]["test"]["x"], tasks[u]["test"]["y"])[1] for u in range(t + 1)]
         seconds += time.perf_counter() - started
-    return {"side": "hat", "method": r.label, "scenario": r.scenario, "seed": seed, "accuracies": accuracies,
-            "final_accuracy": sum(accuracies) / len(accuracies), "seconds": seconds}
+    return result("hat", r, seed, accuracies, seconds)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--scenario", required=True, choices=SCENARIOS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", required=True, help="torchvision data root with FashionMNIST/raw")
+    parser = side_arguments(__doc__.splitlines()[0])
     parser.add_argument("--hat", type=Path, required=True, help="a checkout of joansj/hat")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    r = row(args.method, args.scenario)
-    if r.peer != "hat":
-        raise SystemExit(f"hat_side: {r.key} is compared with {r.peer}, not joansj/hat")
+    r = peer_row(args, "hat", "joansj/hat")
     print(json.dumps(run(r, args.seed, args.data, args.hat.resolve())), flush=True)
 
 

@@ -24,7 +24,6 @@ the tasks seen so far after each task). Not timed: parsing, reading the dataset 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -36,7 +35,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from methods import SCENARIOS, Row, row  # noqa: E402  (the table beside this script)
+from methods import Row, peer_row, result, side_arguments  # noqa: E402  (the table beside this script)
 
 DATASETS = {"class": "seq-fmnist", "domain": "perm-fmnist", "task": "seq-fmnist"}
 COMMON_REPLACEMENTS = [
@@ -141,26 +140,19 @@ def run(r: Row, seed: int, data: str, mammoth: Path, work: Path, mammoth_init: b
     utils.training.train = timed
     mammoth_main.main()
     accs = [float(a) for a in final["accs"]]
-    return {"side": "mammoth", "method": r.label, "scenario": r.scenario, "seed": seed, "accuracies": accs,
-            "final_accuracy": sum(accs) / len(accs), "seconds": seconds["train"]}
+    return result("mammoth", r, seed, accs, seconds["train"])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--scenario", required=True, choices=SCENARIOS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", required=True, help="torchvision data root with FashionMNIST/raw")
+    parser = side_arguments(__doc__.splitlines()[0])
     parser.add_argument("--mammoth", type=Path, required=True, help="a checkout of aimagelab/mammoth")
     parser.add_argument("--work", type=Path, required=True, help="a folder for Mammoth's own files")
     parser.add_argument("--mammoth-init", action="store_true", help="keep Mammoth's Xavier initialisation")
     args = parser.parse_args()
-    r = row(args.method, args.scenario)
-    if r.peer != "mammoth":
-        raise SystemExit(f"mammoth_side: {r.key} is compared with {r.peer}, not mammoth")
-    result = run(r, args.seed, str(Path(args.data).resolve()), args.mammoth.resolve(), args.work.resolve(),
+    r = peer_row(args, "mammoth")
+    line = run(r, args.seed, str(Path(args.data).resolve()), args.mammoth.resolve(), args.work.resolve(),
                  args.mammoth_init)
-    print(json.dumps(result), flush=True)
+    print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ unless a row says otherwise, and the row's learning rate, batch size and memory:
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 
 SCENARIOS = ("class", "domain", "task")
@@ -166,3 +167,29 @@ def row(method: str, scenario: str) -> Row:
         return BY_KEY[f"{method}/{scenario}"]
     except KeyError:
         raise KeyError(f"no comparison {method}/{scenario}; the rows are {', '.join(BY_KEY)}") from None
+
+
+def side_arguments(description: str, peer: bool = True) -> argparse.ArgumentParser:
+    """The command line every side takes (--method, --scenario, --seed; a peer's side also --data), for the side's
+    own arguments to be added to."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--scenario", required=True, choices=SCENARIOS)
+    parser.add_argument("--seed", type=int, default=0)
+    if peer:
+        parser.add_argument("--data", required=True, help="torchvision data root with FashionMNIST/raw")
+    return parser
+
+
+def peer_row(args: argparse.Namespace, side: str, shown: str | None = None) -> Row:
+    """The row of the arguments' method and scenario, refused unless it is compared with `side`."""
+    r = row(args.method, args.scenario)
+    if r.peer != side:
+        raise SystemExit(f"{side}_side: {r.key} is compared with {r.peer}, not {shown or side}")
+    return r
+
+
+def result(side: str, r: Row, seed: int, accuracies: list[float], seconds: float, **timings: float) -> dict:
+    """A side's result line: the accuracy (%) on every task after the last, their mean, and the seconds timed."""
+    return {"side": side, "method": r.label, "scenario": r.scenario, "seed": seed, "accuracies": accuracies,
+            "final_accuracy": sum(accuracies) / len(accuracies), "seconds": seconds, **timings}
