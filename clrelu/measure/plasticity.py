@@ -69,11 +69,12 @@ def singular_values(H: torch.Tensor) -> torch.Tensor:
     with an inf or NaN (a diverged network) has NaN singular values.
     """
     k = min(H.shape)
-    if not torch.isfinite(H).all():
-        return torch.full((k,), float("nan"), dtype=torch.float64, device=H.device)
     magnitude = H.abs()
+    column_max = magnitude.amax(0)  # NaN or inf where a column holds one: the finiteness check, at 1/m of its cost
+    if not torch.isfinite(column_max).all():
+        return torch.full((k,), float("nan"), dtype=torch.float64, device=H.device)
     R = H
-    for dim, kept in ((1, magnitude.amax(0) > 0), (0, magnitude.amax(1) > 0)):  # the columns, then the rows, not all 0
+    for dim, kept in ((1, column_max > 0), (0, magnitude.amax(1) > 0)):  # the columns, then the rows, not all 0
         if not kept.all():
             R = R.index_select(dim, kept.nonzero().squeeze(1))
     R = R.double()
