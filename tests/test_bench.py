@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import has_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,3 +61,29 @@ def test_bench_runs_split_cifar10_on_synthetic_cifar_files():
     row = next(line for line in done.stdout.splitlines() if line.startswith("| split_cifar10 "))
     assert row.strip("|").split("|")[-1].strip() == "yes"  # the cnn trunk and the bare loop end alike, bit for bit
     assert "split_cifar10 with the cnn trunk (5 tasks): one task takes" in done.stdout
+
+
+@pytest.mark.skipif(not (has_dataset("MNIST") and has_dataset("FashionMNIST")),
+                    reason="no MNIST and FashionMNIST under $CLRELU_DATA (set CLRELU_DATA=../shared/data)")
+def test_bench_rotated_figures_run_both_sides_and_check_their_matrices(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    small = ["stream.n_tasks=2", "stream.train_limit=64", "stream.test_limit=64", "plasticity.probe_size=16"]
+    monkeypatch.setattr(bench, "COMMON", [*bench.COMMON, *small])
+    found, same = bench.rotated_figures(1)
+    assert same and {name: set(sides) for name, sides in found.items()} == {
+        "rotated_mnist": {"clrelu", "bare"}, "rotated_fmnist": {"clrelu"}}
+    assert all(seconds > 0 for sides in found.values() for pair in sides.values() for seconds in pair)
+    lines = bench.rotated_lines(found, 1)
+    assert lines[0].startswith("rotated_mnist at its defaults (20 tasks, medians of 1): clrelu training ")
+    assert "; bare training " in lines[0] and lines[1].startswith("rotated_fmnist at its defaults")
+    bare_loop = bench.bare_loop
+
+    def one_sample_more_right(cfg):
+        train, evaluation, matrix, initial = bare_loop(cfg)
+        matrix[-1][0] += 1e-4
+        return train, evaluation, matrix, initial
+
+    monkeypatch.setattr(bench, "bare_loop", one_sample_more_right)
+    assert bench.rotated_figures(1)[1] is False
