@@ -24,7 +24,8 @@ def test_bench_runs_on_the_synthetic_stream():
     assert all(float(c) > 0 for c in cells[1:11])
     assert ", 1 threads, " in done.stdout and "seconds of CPU time, medians of 1" in done.stdout
     assert "load average" in done.stdout
-    assert "synthetic: 6 passes a side; per pass clrelu" in done.stdout  # at initialisation and after each of 5 tasks
+    assert "synthetic: per pass after a task (5 a side) clrelu" in done.stdout  # after each of 5 tasks
+    assert "; the pass at initialisation alone: " in done.stdout
     assert "start-up to the first training step" in done.stdout
     assert "a sweep of 2 synthetic jobs (clrelu run -m, Hydra's basic launcher)" in done.stdout
 
