@@ -236,6 +236,30 @@ def test_group_labels_leave_out_keys_a_run_does_not_set():
         "strategy=cbp", "strategy=naive, model.activation=crelu", "strategy=naive"]
 
 
+def test_group_labels_name_what_sets_a_group_apart():
+    from clrelu.report.compare import group_runs, varying_keys
+
+    # the plasticity study's shape: a sweep over strategies (each with keys of its own), one over activations, one
+    # run of another width; strategy._target_ and a strategy's own key follow from the strategy, so they group nothing
+    frame = pd.DataFrame({
+        "strategy": ["naive", "cbp", "redo", "naive", "naive", "naive"],
+        "model.hidden": ["[100, 100]"] * 5 + ["[91, 91]"],
+        "model.activation": ["relu", "relu", "relu", "tanh", "crelu", "crelu"],
+        "strategy._target_": ["Naive", "CBP", "ReDo", "Naive", "Naive", "Naive"],
+        "strategy.tau": [None, None, 0.025, None, None, None],
+        "seed": [0] * 6})
+    assert varying_keys(frame) == ["strategy", "model.hidden", "model.activation"]
+    assert [label for label, _ in group_runs(frame, None)[0]] == [
+        "strategy=cbp", "strategy=naive, model.activation=crelu", "strategy=naive",
+        "strategy=naive, model.activation=tanh", "strategy=naive, model.hidden=[91, 91], model.activation=crelu",
+        "strategy=redo"]
+    # keys chosen with --by are named in every label; two values as common as each other are both named
+    assert [label for label, _ in group_runs(frame, ["model.hidden"])[0]] == [
+        "model.hidden=[100, 100]", "model.hidden=[91, 91]"]
+    pair = pd.DataFrame({"strategy": ["naive", "naive"], "model.activation": ["relu", "tanh"], "seed": [0, 1]})
+    assert [label for label, _ in group_runs(pair, None)[0]] == ["model.activation=relu", "model.activation=tanh"]
+
+
 def test_long_curves_are_drawn_as_the_means_of_equal_bins():
     from clrelu.report.plot import binned
 

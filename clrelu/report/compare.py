@@ -7,6 +7,7 @@ it prints and in compare.csv alike; numbers stay numbers.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -59,31 +60,39 @@ def write(table: pd.DataFrame, path: Path) -> None:
     files.write_atomically(path.parent, path.name, lambda handle: handle.write(data))
 
 
-def _same_partition(a: pd.Series, b: pd.Series) -> bool:
-    """Whether two columns split the runs the same way (each value of one always goes with one value of the other)."""
+def _determines(a: pd.Series, b: pd.Series) -> bool:
+    """Whether each value of column `a` always goes with one value of column `b` (then grouping by `a` and `b` is
+    grouping by `a`)."""
     pairs = pd.DataFrame({"a": a.astype(str), "b": b.astype(str)}).drop_duplicates()
-    return len(pairs) == a.nunique(dropna=False) == b.nunique(dropna=False)
+    return len(pairs) == a.nunique(dropna=False)
 
 
 def varying_keys(frame: pd.DataFrame) -> list[str]:
     """The config columns whose value is not the same in every run (the seed and the keys computed from it
-    aside), leaving out a column that only repeats one already kept (`stream.scenario` beside `scenario`,
-    `model.k` beside `model`)."""
+    aside), leaving out a column that a column already kept determines (`stream.scenario` beside `scenario`,
+    `model.k` beside `model`, a strategy's own keys and `strategy._target_` beside `strategy`)."""
     keys: list[str] = []
     skipped = NOT_CONFIG | set(frame.attrs.get("seed_keys", ()))
     for column in frame.columns:
         if column in skipped or frame[column].nunique(dropna=False) < 2:
             continue
-        if not any(_same_partition(frame[k], frame[column]) for k in keys):
+        if not any(_determines(frame[k], frame[column]) for k in keys):
             keys.append(column)
     return keys
+
+
+def _modal(values: list[str]) -> str | None:
+    """The value most of `values` have, when one is more common than every other."""
+    counts = Counter(values).most_common(2)
+    return counts[0][0] if len(counts) == 1 or counts[0][1] > counts[1][1] else None
 
 
 def group_runs(frame: pd.DataFrame, by: list[str] | None):
     """The finished runs grouped by `by` (default: every config key that varies), and the grouping keys.
 
     A group's label names its value of each key, leaving out keys its runs do not set (runs of two sweeps
-    of different keys, loaded together)."""
+    of different keys, loaded together); with the default keys, it also leaves out a key after the first where
+    the group has the value most groups have (`strategy=naive, model.activation=crelu` beside `strategy=cbp`)."""
     keys = varying_keys(frame) if by is None else by
     missing = [k for k in keys if k not in frame.columns]
     if missing:
@@ -91,9 +100,12 @@ def group_runs(frame: pd.DataFrame, by: list[str] | None):
         raise ConfigError(f"--by {missing[0]}: not a column of these runs; try one of {suggestions}")
     if not keys:
         return [("all runs", frame)], keys
-    grouped = frame.groupby([frame[k].astype(str) for k in keys], sort=True, dropna=False)
-    return [(", ".join(f"{k}={v}" for k, v in zip(keys, name if isinstance(name, tuple) else (name,)) if str(v) != "nan")
-             or "all runs", group) for name, group in grouped], keys
+    grouped = [(tuple(str(v) for v in (name if isinstance(name, tuple) else (name,))), group)
+               for name, group in frame.groupby([frame[k].astype(str) for k in keys], sort=True, dropna=False)]
+    modal = [None] * len(keys) if by is not None else [
+        None if i == 0 else _modal([name[i] for name, _ in grouped]) for i in range(len(keys))]
+    return [(", ".join(f"{k}={v}" for k, v, m in zip(keys, name, modal) if v != "nan" and v != m) or "all runs", group)
+            for name, group in grouped], keys
 
 
 def compare(frame: pd.DataFrame, by: list[str] | None = None, metrics=METRICS) -> pd.DataFrame:
