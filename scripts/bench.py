@@ -334,9 +334,9 @@ def sweep_seconds(jobs: int, threads: int, clock: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", TIMED_SWEEP, clock, "run", "-m", "stream=synthetic", f"threads={threads}",
-                              f"seed={seeds}", f"hydra.sweep.dir={folder}/sweep"], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run([sys.executable, "-c", TIMED_SWEEP, clock, "run", "-m", "stream=synthetic",
+                              f"threads={threads}", f"seed={seeds}", f"hydra.sweep.dir={folder}/sweep"],
+                             capture_output=True, text=True, check=True)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         summaries = [pd.read_csv(path) for path in Path(folder, "sweep").glob("*/summary.csv")]
@@ -348,8 +348,8 @@ def sweep_seconds(jobs: int, threads: int, clock: str) -> dict[str, float]:
 
 
 def compose_seconds(repeats: int = 11) -> float:
-    """Median seconds (by CLOCK) of composing one job of the sweep (clrelu's config, `hydra.compose`, Hydra's public API),
-    in this process, after two composes that warm it up: what each compose of a job costs."""
+    """Median seconds (by CLOCK) of composing one job of the sweep (clrelu's config, `hydra.compose`, Hydra's public
+    API), in this process, after two composes that warm it up: what each compose of a job costs."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -393,8 +393,8 @@ def sweep_figures(jobs: int, threads: int, repeats: int) -> str:
             f"({many['cpu']:.2f} s CPU), its jobs' own training and evaluation {many['own']:.2f} s; a sweep of one job "
             f"{one['wall']:.2f} s ({one['cpu']:.2f} s CPU, own {one['own']:.2f} s); each job beyond the first costs "
             f"{extra:.3f} s wall ({extra_cpu:.3f} s CPU) besides its own training and evaluation\n"
-            f"  its {clock} time inside the command, {command * ms:.0f} ms: clrelu's own {(plan + run) * ms:.0f} ms (the "
-            f"check of its folder before the sweep {plan * ms:.0f} ms, a compose of its config in it; its claim, "
+            f"  its {clock} time inside the command, {command * ms:.0f} ms: clrelu's own {(plan + run) * ms:.0f} ms "
+            f"(the check of its folder before the sweep {plan * ms:.0f} ms, a compose of its config in it; its claim, "
             f".hydra/ files, the run's set-up, checkpoints and files {run * ms:.0f} ms), Hydra's {hydra * ms:.0f} ms "
             f"({HYDRA_COMPOSES} composes of its config, {compose * ms:.0f} ms each alone: "
             f"{HYDRA_COMPOSES * compose * ms:.0f} ms; the rest of its sweeper and launcher "
