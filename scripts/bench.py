@@ -17,7 +17,9 @@ seconds pandas takes to read a 1,000-task run's accuracy.csv. With data, rotated
 bare loop, whose matrices must agree too) and rotated Fashion-MNIST (clrelu) at their defaults, 20 tasks:
 evaluation against training (`--no-rotated` skips it). A sweep of `--sweep-jobs` synthetic jobs through
 `clrelu run -m` (Hydra's basic launcher: every job in one process) against a sweep of one job: its wall time
-against the sum of its jobs' own training and evaluation, and the cost of each job beyond it.
+against the sum of its jobs' own training and evaluation, the cost of each job beyond it, and that cost's
+split between clrelu's own work (the check of the job's folder before the sweep, the job's claim, files and
+set-up) and Hydra's (composing the job's config, twice, and launching it).
 
 split_cifar10 runs the same work with the `cnn` trunk (3x3 conv 32, ReLU, 2x2 max pool, 3x3 conv 64, ReLU,
 2x2 max pool, then the 400 units) on CIFAR-10 from `$CLRELU_DATA/cifar-10-batches-py` when it is
@@ -29,6 +31,7 @@ plasticity probe and diagnostics are off (the bare loop does neither). It also p
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import pickle
@@ -293,39 +296,109 @@ def rotated_lines(found: dict[str, dict[str, tuple[float, float]]], repeats: int
     return lines
 
 
-def sweep_seconds(jobs: int, threads: int) -> tuple[float, float, float]:
-    """A sweep of `jobs` synthetic runs with `clrelu run -m` (Hydra's basic launcher: one process): its wall and CPU
-    seconds, and the sum of its jobs' own training and evaluation seconds (from their summary.csv)."""
+# `clrelu <arguments>` (clrelu.cli.main) in a process of its own, timing by the clock its first argument names (wall:
+# time.perf_counter; cpu: this thread's CPU time, the basic launcher runs every job in it) the whole command, the entry
+# point's check of every job before the sweep (plan.plan, its compose of the sweep's config included), each job's part
+# that is clrelu's (job._run_in: claim, .hydra/ files, the run), and the runs' own training and evaluation (the
+# trainer's clock, made the same). Its last line: those seconds as JSON.
+TIMED_SWEEP = """
+import json, sys, time, types
+import clrelu.launch.job as job, clrelu.launch.plan as plan, clrelu.training.trainer as trainer
+from clrelu.cli import main
+clock = {"wall": time.perf_counter, "cpu": time.thread_time}[sys.argv[1]]
+trainer.time = types.SimpleNamespace(perf_counter=clock)
+spent = {"plan": 0.0, "run_in": 0.0}
+def timed(module, name):
+    inner = getattr(module, name)
+    def wrapper(*args, **kwargs):
+        started = clock()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent[name.strip('_')] += clock() - started
+    setattr(module, name, wrapper)
+timed(plan, "plan"); timed(job, "_run_in")
+started = clock()
+code = main(sys.argv[2:])
+spent["run"] = spent.pop("run_in")
+print(json.dumps({"code": code, "total": clock() - started, **spent}))
+"""
+
+
+def sweep_seconds(jobs: int, threads: int, clock: str) -> dict[str, float]:
+    """A sweep of `jobs` synthetic runs with `clrelu run -m` (Hydra's basic launcher: one process), in a process of its
+    own: its wall and CPU seconds, and by `clock` (wall or cpu) the sum of its jobs' own training and evaluation
+    seconds (from their summary.csv), the seconds of clrelu's entry point (`plan`), of clrelu's part of every job
+    (`run`) and of the command (`total`, from `clrelu run` to its exit)."""
     seeds = ",".join(str(seed) for seed in range(jobs))
     with tempfile.TemporaryDirectory() as folder:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        subprocess.run([*CLRELU, "run", "-m", "stream=synthetic", f"threads={threads}", f"seed={seeds}",
-                        f"hydra.sweep.dir={folder}/sweep"], capture_output=True, check=True)
+        out = subprocess.run([sys.executable, "-c", TIMED_SWEEP, clock, "run", "-m", "stream=synthetic",
+                              f"threads={threads}", f"seed={seeds}", f"hydra.sweep.dir={folder}/sweep"],
+                             capture_output=True, text=True, check=True)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         summaries = [pd.read_csv(path) for path in Path(folder, "sweep").glob("*/summary.csv")]
-    assert len(summaries) == jobs, f"{len(summaries)} of {jobs} jobs wrote a summary"
+    timed = json.loads(out.stdout.splitlines()[-1])
+    assert timed["code"] == 0 and len(summaries) == jobs, f"{len(summaries)} of {jobs} jobs wrote a summary"
     own = sum(float((s.train_seconds + s.eval_seconds + s.eval_seconds_initial).iloc[0]) for s in summaries)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return wall, cpu, own
+    return {"wall": wall, "cpu": cpu, "own": own, "plan": timed["plan"], "run": timed["run"], "total": timed["total"]}
+
+
+def compose_seconds(repeats: int = 11) -> float:
+    """Median seconds (by CLOCK) of composing one job of the sweep (clrelu's config, `hydra.compose`, Hydra's public
+    API), in this process, after two composes that warm it up: what each compose of a job costs."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from clrelu.config import config_dir
+
+    seconds = []
+    with initialize_config_dir(str(config_dir()), version_base="1.3", job_name="clrelu"):
+        for seed in range(repeats + 2):
+            started = CLOCK()
+            hydra_compose("config", ["stream=synthetic", "threads=1", f"seed={seed}"], return_hydra_config=True)
+            seconds.append(CLOCK() - started)
+    return statistics.median(seconds[2:])
+
+
+HYDRA_COMPOSES = 2  # of each job, with Hydra's basic sweeper (validate_batch_is_legal) and launcher (the job's config)
 
 
 def sweep_figures(jobs: int, threads: int, repeats: int) -> str:
     """A sweep of `jobs` jobs against a sweep of one, alternating: the median wall (and CPU) seconds, their jobs' own
-    training and evaluation, and what each job beyond the first costs besides its own work."""
+    training and evaluation, what each job beyond the first costs besides its own work, and its split: clrelu's own
+    (the entry point's check of the job, composing its config once; the job's claim, .hydra/ files and the run's
+    set-up, checkpoints and files) and Hydra's (composing the job's config twice, and launching it)."""
+    clock = "cpu" if CLOCK is time.thread_time else "wall"
     found = {1: [], jobs: []}
     for _ in range(repeats):
         for n in found:
-            found[n].append(sweep_seconds(n, threads))
-    (wall_1, cpu_1, own_1), (wall, cpu, own) = ([statistics.median(r[i] for r in found[n]) for i in range(3)]
-                                                for n in found)
-    extra = ((wall - own) - (wall_1 - own_1)) / (jobs - 1)
-    extra_cpu = ((cpu - own) - (cpu_1 - own_1)) / (jobs - 1)
-    return (f"a sweep of {jobs} synthetic jobs (clrelu run -m, Hydra's basic launcher): {wall:.2f} s wall ({cpu:.2f} s "
-            f"CPU), its jobs' own training and evaluation {own:.2f} s; a sweep of one job {wall_1:.2f} s ({cpu_1:.2f} "
-            f"s CPU, own {own_1:.2f} s); each job beyond the first costs {extra:.3f} s wall ({extra_cpu:.3f} s CPU) "
-            "besides its own training and evaluation")
+            found[n].append(sweep_seconds(n, threads, clock))
+    one, many = ({key: statistics.median(r[key] for r in found[n]) for key in found[n][0]} for n in found)
+
+    def per_job(key: str, less_own: bool = False) -> float:
+        """What a job beyond the first adds to `key` (less its own training and evaluation)."""
+        return ((many[key] - less_own * many["own"]) - (one[key] - less_own * one["own"])) / (jobs - 1)
+
+    extra, extra_cpu = per_job("wall", True), per_job("cpu", True)
+    command = per_job("total", True)
+    plan, run = per_job("plan"), per_job("run", True)
+    hydra = command - plan - run
+    compose = compose_seconds()
+    ms = 1000
+    return (f"a sweep of {jobs} synthetic jobs (clrelu run -m, Hydra's basic launcher): {many['wall']:.2f} s wall "
+            f"({many['cpu']:.2f} s CPU), its jobs' own training and evaluation {many['own']:.2f} s; a sweep of one job "
+            f"{one['wall']:.2f} s ({one['cpu']:.2f} s CPU, own {one['own']:.2f} s); each job beyond the first costs "
+            f"{extra:.3f} s wall ({extra_cpu:.3f} s CPU) besides its own training and evaluation\n"
+            f"  its {clock} time inside the command, {command * ms:.0f} ms: clrelu's own {(plan + run) * ms:.0f} ms "
+            f"(the check of its folder before the sweep {plan * ms:.0f} ms, a compose of its config in it; its claim, "
+            f".hydra/ files, the run's set-up, checkpoints and files {run * ms:.0f} ms), Hydra's {hydra * ms:.0f} ms "
+            f"({HYDRA_COMPOSES} composes of its config, {compose * ms:.0f} ms each alone: "
+            f"{HYDRA_COMPOSES * compose * ms:.0f} ms; the rest of its sweeper and launcher "
+            f"{(hydra - HYDRA_COMPOSES * compose) * ms:.0f} ms)")
 
 
 def startup_seconds(threads: int) -> tuple[float, float]:

@@ -28,6 +28,7 @@ def test_bench_runs_on_the_synthetic_stream():
     assert "; the pass at initialisation alone: " in done.stdout
     assert "start-up to the first training step" in done.stdout
     assert "a sweep of 2 synthetic jobs (clrelu run -m, Hydra's basic launcher)" in done.stdout
+    assert "  its cpu time inside the command, " in done.stdout and "ms each alone" in done.stdout  # the job's split
 
 
 def test_bench_fails_when_the_accuracy_matrices_differ(monkeypatch, capsys):
