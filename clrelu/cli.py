@@ -125,13 +125,14 @@ def run_command(arguments: list[str]) -> int:
     try:
         from clrelu.launch import arguments as command_line_of
         from clrelu.launch.help import show_help
-        from clrelu.launch.job import STARTED_RUNS
 
-        STARTED_RUNS.clear()  # (a run started by an earlier command of this process is not this one)
         command_line = command_line_of.parse(arguments)
         if command_line.options.get("--help"):
-            show_help(command_line.overrides)
+            show_help(command_line.overrides)  # without torch: help is read from the configs alone
         else:
+            from clrelu.launch.job import STARTED_RUNS
+
+            STARTED_RUNS.clear()  # (a run started by an earlier command of this process is not this one)
             _run_hydra(command_line)
     except KeyboardInterrupt:
         started = getattr(sys.modules.get("clrelu.launch.job"), "STARTED_RUNS", None)

@@ -44,6 +44,17 @@ class FakeDistribution:
         return None if self.origin is None else json.dumps(self.origin)
 
 
+def test_run_help_reads_the_configs_without_importing_torch():
+    # `clrelu run --help` is what a newcomer types first: it must not wait for torch (seconds on a loaded machine)
+    code = ("import contextlib, io, sys\nfrom clrelu import cli\nwith contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    status = cli.run_command(['--help', 'model=pnn'])\n"
+            "assert status == 0 and 'model: hat, mlp' in out.getvalue(), out.getvalue()\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
+
+
 @pytest.mark.parametrize("origin, cwd_is_checkout, expected", [
     ({"url": "file:///src/clrelu", "dir_info": {"editable": True}}, True, 'pip install -e ".[plot]"'),
     ({"url": "file:///src/clrelu", "dir_info": {"editable": True}}, False, 'pip install -e "/src/clrelu[plot]"'),

@@ -3,7 +3,9 @@
 Hydra parses its command line with argparse, which accepts any unambiguous prefix of a long option
 (`--exp=x` for `--experimental-rerun=x`, which unpickles `x`). clrelu reads the command line first, with
 every option matched exactly, refuses the options it does not allow, and hands Hydra a command line
-rebuilt from what it read (`--option=value`), so Hydra never sees a spelling clrelu did not check.
+rebuilt from what it read (`--option=value`), so Hydra never sees a spelling clrelu did not check. The
+overrides' config group options are checked here too: a name, never a path. Nothing here imports torch, so
+that `clrelu run --help` does not either.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class Option:
     choices: tuple[str, ...] | None = None
 
 
-# Hydra 1.3's options (hydra/_internal/utils.py, get_args_parser); tests/test_entry.py checks this list against it.
+# Hydra 1.3's options (hydra/_internal/utils.py, get_args_parser); tests/test_launch.py checks this list against it.
 OPTIONS = (
     Option("--help", "-h"),
     Option("--hydra-help"),
@@ -125,3 +127,31 @@ def parse(arguments: list[str]) -> CommandLine:
         options[option.long] = value
     return CommandLine(options, overrides)
 
+
+def loader():
+    """Hydra's config loader over clrelu's config folder (inside `hydra.initialize_config_dir`)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    return GlobalHydra.instance().config_loader()
+
+
+def check_option_names(overrides: list[str]) -> None:
+    """Refuse a config group option that is a path (`model=../stream/synthetic`), also among a sweep's values,
+    naming the group's options. Inside `hydra.initialize_config_dir`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    config_loader = loader()
+    groups = set(config_loader.list_groups(""))
+    for override in OverridesParser.create().parse_overrides(overrides):
+        group = override.key_or_group
+        if not (group in groups or group.startswith("hydra/")) or override.is_delete():
+            continue
+        if override.is_sweep_override():
+            values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else []
+        else:
+            values = [override.get_value_element_as_str()]
+        for value in values:
+            if "/" in value or "\\" in value or value.startswith(".."):
+                options = config_loader.get_group_options(group)
+                raise ConfigError(f"{group}={value}: a config option is a name, not a path; valid choices are "
+                                  f"{', '.join(options)}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf, open_dict
 
 from clrelu.config import config_dir
-from clrelu.launch.arguments import valid_options
+from clrelu.launch.arguments import check_option_names, loader, valid_options
 
 PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper")
 NOT_USER_GROUPS = ("hydra", "experiment_strategy")  # clrelu fills these in from the options chosen
@@ -14,8 +14,6 @@ NOT_USER_GROUPS = ("hydra", "experiment_strategy")  # clrelu fills these in from
 
 def help_text(overrides: list[str]) -> str:
     from hydra import initialize_config_dir
-
-    from clrelu.launch.plan import check_option_names, loader
 
     with initialize_config_dir(str(config_dir()), version_base="1.3", job_name="clrelu"):
         check_option_names(overrides)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from clrelu.config import check_known_keys, check_seeds, config_dir
 from clrelu.errors import ConfigError
+from clrelu.launch.arguments import check_option_names, loader
 from clrelu.rundir import contents as runfolder
 from clrelu.rundir import files
 from clrelu.rundir.csvfiles import NUMERIC_COLUMNS
@@ -53,35 +54,6 @@ class Plan:
 def quoted(text: str) -> str:
     """`text` as a quoted value of Hydra's override grammar (and literal for OmegaConf: no interpolation)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${") + "'"
-
-
-def loader():
-    """Hydra's config loader over clrelu's config folder (inside `hydra.initialize_config_dir`)."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    return GlobalHydra.instance().config_loader()
-
-
-def check_option_names(overrides: list[str]) -> None:
-    """Refuse a config group option that is a path (`model=../stream/synthetic`), also among a sweep's values,
-    naming the group's options. Inside `hydra.initialize_config_dir`."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    config_loader = loader()
-    groups = set(config_loader.list_groups(""))
-    for override in OverridesParser.create().parse_overrides(overrides):
-        group = override.key_or_group
-        if not (group in groups or group.startswith("hydra/")) or override.is_delete():
-            continue
-        if override.is_sweep_override():
-            values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else []
-        else:
-            values = [override.get_value_element_as_str()]
-        for value in values:
-            if "/" in value or "\\" in value or value.startswith(".."):
-                options = config_loader.get_group_options(group)
-                raise ConfigError(f"{group}={value}: a config option is a name, not a path; valid choices are "
-                                  f"{', '.join(options)}")
 
 
 def compose(overrides: list[str], multirun: bool) -> DictConfig:
