@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from clrelu import checks
+from clrelu.errors import ConfigError
 from clrelu.models.base import ContinualModel
 from clrelu.strategies.base import Strategy
 from clrelu.strategies.buffer import Buffer, WithMemory, herding, task_rows
@@ -22,6 +23,12 @@ CHUNK = 1024  # samples per forward pass when computing features
 def features(model: ContinualModel, x: torch.Tensor) -> torch.Tensor:
     """The L2-normalised representation the heads read (the trunk's output)."""
     return F.normalize(model.trunk(x), dim=1)
+
+
+def mirrored(x: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """Flat rows of images of `image_shape` (channels, height, width), each flipped left to right: their code's
+    x[:, :, :, ::-1], Avalanche's torch.flip(x, [3])."""
+    return x.view(len(x), *image_shape).flip(3).reshape(len(x), -1)
 
 
 def nearest_mean_scores(feats: torch.Tensor, means: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -40,7 +47,9 @@ class ICaRL(Strategy):
     - after each task: ceil(memory_size / classes seen) exemplars per class (their nb_protos_cl): the old classes
       keep the first ones of their herding order, the new classes are ranked by herding on the normalised features;
     - evaluation: the nearest mean of exemplars (class means of the normalised features under the current network,
-      normalised), so the accuracy matrix is iCaRL's classifier, not the linear head.
+      normalised), so the accuracy matrix is iCaRL's classifier, not the linear head. With `flip_means`, each class
+      mean is, as their main_cifar_100_theano.py computes it, the normalised average of two means: that of the
+      exemplars' normalised features and that of their left-to-right mirror images' normalised features.
     """
 
     scenarios = ("class",)  # class-incremental: one head over every class, classified by class means
@@ -48,11 +57,17 @@ class ICaRL(Strategy):
     models = ("mlp",)  # the features are the trunk's output, read by the heads
 
     def __init__(self, layout: HeadLayout, memory_size: int = 2000, herding: str = "welling",
-                 weight_decay: float = 1e-5):
+                 weight_decay: float = 1e-5, flip_means: bool = False,
+                 image_shape: tuple[int, int, int] | None = None):
         super().__init__(layout)
         self.memory_size = checks.integer("strategy.memory_size", memory_size, minimum=1)
         self.herding = checks.choice("strategy.herding", herding, HERDING)
         self.weight_decay = checks.number("strategy.weight_decay", weight_decay, minimum=0)
+        self.flip_means = checks.boolean("strategy.flip_means", flip_means)
+        if self.flip_means and image_shape is None:
+            raise ConfigError("strategy.flip_means=true: this stream's inputs are not images (it has no image shape), "
+                              "so they have no mirror image; use strategy.flip_means=false")
+        self.image_shape = None if image_shape is None else tuple(image_shape)  # (channels, height, width)
         self.memory = Buffer()
         self.old: ContinualModel | None = None
         self.task_id = 0
@@ -113,12 +128,16 @@ class ICaRL(Strategy):
     def _class_means(self, model: ContinualModel) -> None:
         x, y, _ = self.memory.gather(torch.arange(len(self.memory)))
         feats = self._features_of(model, x)
+        mirror = self._features_of(model, mirrored(x, self.image_shape)) if self.flip_means else None
         width = self.layout.head_width
         self.means = feats.new_zeros(width, feats.shape[1])
         self.known = torch.zeros(width, dtype=torch.bool, device=feats.device)
         y = y.to(feats.device)
         for c in y.unique().tolist():
-            self.means[c] = F.normalize(feats[y == c].mean(0), dim=0)
+            mean = feats[y == c].mean(0)
+            if mirror is not None:
+                mean = (mean + mirror[y == c].mean(0)) / 2
+            self.means[c] = F.normalize(mean, dim=0)
             self.known[c] = True
 
     def eval_logits(self, model: ContinualModel, x: torch.Tensor, task_id: int) -> torch.Tensor | None:

@@ -178,8 +178,9 @@ def plasticity_probe(node: DictConfig, model) -> PlasticityProbe | None:
 
 
 def image_facts(make: functools.partial, stream: Stream) -> dict:
-    """What a model learns about the stream's images when its constructor names it: `image_shape` (channels,
-    height, width) and `image_normalisation` (the per-channel mean and std of the rows, None for [0, 1] pixels)."""
+    """What a model or strategy learns about the stream's images when its constructor names it: `image_shape`
+    (channels, height, width; None when the inputs are not images) and `image_normalisation` (the per-channel mean
+    and std of the rows, None for [0, 1] pixels)."""
     parameters = inspect.signature(make.func).parameters
     facts = {"image_shape": stream.image_shape, "image_normalisation": stream.normalisation}
     return {key: value for key, value in facts.items() if key in parameters}
@@ -242,7 +243,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     stream = stream.to(device)
     model = build(make_model, "model", in_features=stream.in_features, layout=stream.layout,
                   **image_facts(make_model, stream)).to(device)
-    strategy = build(make_strategy, "strategy", layout=stream.layout)
+    strategy = build(make_strategy, "strategy", layout=stream.layout, **image_facts(make_strategy, stream))
     problem = strategy.model_problem(model)
     if problem:
         raise ConfigError(f"strategy={names['strategy']} cannot train model={names['model']}: {problem}")

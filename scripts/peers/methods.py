@@ -128,6 +128,11 @@ ROWS = [
     Row("icarl", "class", "avalanche", "ICaRL", lr=0.1, batch_size=10,
         strategy={"memory_size": 2000, "herding": "welling", "weight_decay": 0},
         peer_args={"memory_size": 2000, "fixed_memory": True}),
+    # iCaRL with clrelu's class means computed as Avalanche's (and srebuffi/iCaRL's Theano code): the exemplars and
+    # their left-to-right mirror images (strategy.flip_means=true); the row above keeps clrelu's default (no flip).
+    Row("icarl", "class", "avalanche", "ICaRL", lr=0.1, batch_size=10, name="icarl-flip",
+        strategy={"memory_size": 2000, "herding": "welling", "weight_decay": 0, "flip_means": True},
+        peer_args={"memory_size": 2000, "fixed_memory": True}),
     # GDumb: 500 samples, 128 passes of 16 with SGD (momentum 0.9, weight decay 1e-6), a warm-up pass, then SGDR from
     # 0.05 to 0.0005 (drimpossible/GDumb's main.py on both sides: avalanche_side.gdumb_schedule); the row's lr and batch
     # size are the stream's, which GDumb never trains on.
