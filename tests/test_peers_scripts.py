@@ -32,7 +32,7 @@ def test_every_row_composes_with_its_shared_settings(row):
 
 
 def test_an_unknown_row_is_named_with_the_rows_there_are():
-    with pytest.raises(KeyError, match="no comparison agem/task; the rows are naive/domain, naive-mammoth/domain, agem/class"):
+    with pytest.raises(KeyError, match="no comparison agem/task; the rows are naive/domain, naive-mammoth/domain, naive/class, agem/class"):
         methods.row("agem", "task")
 
 

@@ -86,6 +86,8 @@ ROWS = [
     # Control: plain fine-tuning, to tell a difference of the stream and data pipeline from one of a method.
     Row("naive", "domain", "avalanche", "Naive", lr=0.1, batch_size=128),
     Row("naive", "domain", "mammoth", "sgd", lr=0.2, batch_size=128, name="naive-mammoth"),
+    # Control in the class scenario, beside the class rows at lr 0.1 and batch 128 (MAS).
+    Row("naive", "class", "avalanche", "Naive", lr=0.1, batch_size=128),
     # A-GEM: 250 samples per task, reference gradients on 256 memory samples (facebookresearch/agem's MNIST values).
     Row("agem", "class", "avalanche", "AGEM", lr=0.1, batch_size=10,
         strategy={"memory_size": 250, "sample_size": 256},
