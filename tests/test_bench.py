@@ -12,6 +12,23 @@ from conftest import has_dataset
 REPO = Path(__file__).resolve().parents[1]
 
 
+def load_bench():
+    """scripts/bench.py as a module of its own (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def one_sample_more_right(bare_loop):
+    """The bare loop, ending with one sample of the last task more right: an accuracy matrix the bench must catch."""
+    def run(cfg):
+        train, evaluation, matrix, initial = bare_loop(cfg)
+        matrix[-1][0] += 1e-4
+        return train, evaluation, matrix, initial
+    return run
+
+
 def test_bench_runs_on_the_synthetic_stream():
     env = {k: v for k, v in os.environ.items() if k != "CLRELU_DATA"}
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--streams", "synthetic",
@@ -32,17 +49,8 @@ def test_bench_runs_on_the_synthetic_stream():
 
 
 def test_bench_fails_when_the_accuracy_matrices_differ(monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    bare_loop = bench.bare_loop
-
-    def one_sample_more_right(cfg):
-        train, evaluation, matrix, initial = bare_loop(cfg)
-        matrix[-1][0] += 1e-4
-        return train, evaluation, matrix, initial
-
-    monkeypatch.setattr(bench, "bare_loop", one_sample_more_right)
+    bench = load_bench()
+    monkeypatch.setattr(bench, "bare_loop", one_sample_more_right(bench.bare_loop))
     monkeypatch.setattr(bench, "startup_seconds", lambda threads: (0.0, 0.0))
     monkeypatch.setattr(sys, "argv", ["bench.py", "--streams", "synthetic", "--repeats", "1", "--sweep-jobs", "0"])
     monkeypatch.delenv("CLRELU_DATA", raising=False)
@@ -68,9 +76,7 @@ def test_bench_runs_split_cifar10_on_synthetic_cifar_files():
 @pytest.mark.skipif(not (has_dataset("MNIST") and has_dataset("FashionMNIST")),
                     reason="no MNIST and FashionMNIST under $CLRELU_DATA (set CLRELU_DATA=../shared/data)")
 def test_bench_rotated_figures_run_both_sides_and_check_their_matrices(monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench()
     small = ["stream.n_tasks=2", "stream.train_limit=64", "stream.test_limit=64", "plasticity.probe_size=16"]
     monkeypatch.setattr(bench, "COMMON", [*bench.COMMON, *small])
     found, same = bench.rotated_figures(1)
@@ -80,12 +86,5 @@ def test_bench_rotated_figures_run_both_sides_and_check_their_matrices(monkeypat
     lines = bench.rotated_lines(found, 1)
     assert lines[0].startswith("rotated_mnist at its defaults (20 tasks, medians of 1): clrelu training ")
     assert "; bare training " in lines[0] and lines[1].startswith("rotated_fmnist at its defaults")
-    bare_loop = bench.bare_loop
-
-    def one_sample_more_right(cfg):
-        train, evaluation, matrix, initial = bare_loop(cfg)
-        matrix[-1][0] += 1e-4
-        return train, evaluation, matrix, initial
-
-    monkeypatch.setattr(bench, "bare_loop", one_sample_more_right)
+    monkeypatch.setattr(bench, "bare_loop", one_sample_more_right(bench.bare_loop))
     assert bench.rotated_figures(1)[1] is False
