@@ -29,7 +29,6 @@ from clrelu.rundir.csvfiles import NUMERIC_COLUMNS
 from clrelu.rundir.guard import SKIP, Claim, check_sweep_folder, claim_run_folder, decide_job
 from clrelu.rundir.lock import FolderLock, check_free, mark_sweep_process
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # compared as text, never imported
 OBJECTIVES = ("avg_accuracy", "learning_accuracy", "avg_forgetting", "bwt", "fwt", "online_first_tenth",
               "online_last_tenth")
 
@@ -187,6 +186,14 @@ def plan_sweep_jobs(cfg: DictConfig, sweep_dir: Path) -> tuple[int, int]:
     return len(jobs), skipped
 
 
+def basic_sweeper_target() -> str:
+    """The `_target_` of Hydra's basic sweeper, as its `hydra/sweeper=basic` config gives it in Hydra's public config
+    store (inside `hydra.initialize_config_dir`, which registers it)."""
+    from hydra.core.config_store import ConfigStore
+
+    return ConfigStore.instance().load("hydra/sweeper/basic.yaml").node["_target_"]
+
+
 def plan_sweep(cfg: DictConfig) -> Plan:
     """Check and lock a sweep's folder, and, for Hydra's basic sweeper, check every job's folder."""
     check_launcher(cfg.hydra.launcher)
@@ -197,7 +204,7 @@ def plan_sweep(cfg: DictConfig) -> Plan:
     lock.acquire()
     try:
         check_sweep_folder(sweep_dir)
-        if cfg.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
+        if cfg.hydra.sweeper.get("_target_") == basic_sweeper_target():
             jobs, skipped = plan_sweep_jobs(cfg, sweep_dir)
         else:  # the jobs are chosen as the sweep goes: each checks its own folder when it starts
             check_job_settings(cfg, None)

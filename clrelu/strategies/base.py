@@ -71,7 +71,7 @@ class Strategy:
 
     def eval_logits(self, model: ContinualModel, x: torch.Tensor, task_id: int) -> torch.Tensor | None:
         """Scores whose argmax is the prediction on an evaluation batch of task `task_id` (iCaRL's nearest mean of
-        exemplars), or None: the model's own outputs. Called under inference mode, after the model's `eval()`."""
+        exemplars), or None: the model's own outputs. Called under inference mode, after `model.eval()`."""
         return None
 
     def penalty(self, model: ContinualModel, x: torch.Tensor, task: int | torch.Tensor) -> torch.Tensor | None:
