@@ -11,6 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
+import threadpoolctl
 import torch
 from conftest import fake_dataset, run_in_process
 
@@ -19,7 +20,7 @@ from clrelu.data.cifar import CIFAR, read_pickle
 from clrelu.data.datasets import load_dataset
 from clrelu.errors import ConfigError, DataError
 from clrelu.machine import cores, memory
-from clrelu.training.experiment import build
+from clrelu.training.experiment import build, use_threads
 from clrelu.training.footprint import check_fits
 
 FAST = ["stream=synthetic", "model.hidden=[32]", "stream.train_per_class=50", "stream.test_per_class=20",
@@ -158,6 +159,24 @@ def test_threads_are_bounded_by_the_machine(tmp_path):
     assert str(refused.value) == (f"threads=100000: this machine has {n} cores; use at most {n} (0: torch's "
                                   "default)")
     assert not (tmp_path / "run").exists()
+
+
+def test_numpy_blas_runs_on_as_many_threads_as_torch(tmp_path):
+    """The probe's Gram matrices run on numpy's BLAS, which left alone takes every core: a run gives it torch's
+    thread count, `threads` when set, else torch's own."""
+    def blas_threads():
+        return {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}
+
+    before = torch.get_num_threads()
+    many = min(2, cores())
+    try:
+        run_in_process(tmp_path / "one", *FAST, "threads=1")
+        assert blas_threads() == {1}
+        torch.set_num_threads(many)
+        run_in_process(tmp_path / "default", *FAST, "threads=0")
+        assert blas_threads() == {many}
+    finally:
+        use_threads(before)
 
 
 def test_building_more_than_the_allocator_gives_is_one_line_naming_the_group():

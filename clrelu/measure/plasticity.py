@@ -5,7 +5,10 @@ its units and g the outputs of each unit (2 with crelu: unit i owns columns i an
 The unit measures (dead, dormant) read a unit's activity, the sum of the absolute values of its
 outputs; the rank measures read H as the next layer sees it, both from the one forward pass of the
 probe. H's singular values come from its Gram matrix in float64 (an SVD only when some are too small
-for that): the effective rank and srank of an SVD to 1e-6, at a fraction of its cost.
+for that): the effective rank and srank of an SVD to 1e-6, at a fraction of its cost. On the CPU numpy forms
+that matrix and its eigenvalues: its BLAS makes a Gram matrix by one symmetric rank-k update, half the
+products of torch's general matrix product, and with its LAPACK the pair takes 12.7 ms for a 2,000 x 400 H
+on one thread against torch's 22 ms (clrelu gives numpy's BLAS as many threads as torch: clrelu/machine.py).
 
 A convolutional layer's unit is a channel (maps m x (n * g) x P, P positions): a unit's activity on a
 sample is the sum of the absolute values of its outputs at every position, and the rank measures read
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from clrelu import checks
@@ -81,14 +85,23 @@ def singular_values(H: torch.Tensor) -> torch.Tensor:
     sigma = torch.zeros(k, dtype=torch.float64, device=H.device)
     if R.numel() == 0:
         return sigma
-    gram = R.T @ R if R.shape[0] >= R.shape[1] else R @ R.T
-    eigenvalues = torch.linalg.eigvalsh(gram)  # increasing
+    eigenvalues = gram_eigenvalues(R)  # increasing
     if eigenvalues[0] >= RESOLVED * torch.finfo(torch.float64).eps * eigenvalues[-1]:
         found = eigenvalues.flip(0).sqrt()
     else:
         found = torch.linalg.svdvals(R)
     sigma[:len(found)] = found
     return sigma
+
+
+def gram_eigenvalues(R: torch.Tensor) -> torch.Tensor:
+    """The eigenvalues, increasing, of the Gram matrix of the smaller side of the float64 matrix R (R^T R or R R^T),
+    through numpy on the CPU (see the top of this module), through torch elsewhere."""
+    tall = R.shape[0] >= R.shape[1]
+    if R.device.type != "cpu":
+        return torch.linalg.eigvalsh(R.T @ R if tall else R @ R.T)
+    a = R.numpy()
+    return torch.from_numpy(np.linalg.eigvalsh(a.T @ a if tall else a @ a.T))
 
 
 def effective_rank(sigma: torch.Tensor) -> float:

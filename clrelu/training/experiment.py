@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import threadpoolctl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -110,6 +111,21 @@ def checked_threads(value) -> int:
         raise ConfigError(f"threads={threads}: this machine has {cores} cores; use at most {cores} (0: torch's "
                           "default)")
     return threads
+
+
+_blas_threads = 0  # the threads numpy's BLAS was last given here (0: none yet)
+
+
+def use_threads(threads: int) -> None:
+    """Run torch on `threads` threads (0: keep torch's count) and numpy's BLAS, which the plasticity probe uses for
+    its Gram matrices, on as many as torch: left alone it takes every core, whatever `threads` says."""
+    global _blas_threads
+    if threads:
+        torch.set_num_threads(threads)
+    wanted = torch.get_num_threads()
+    if wanted != _blas_threads:
+        threadpoolctl.threadpool_limits(wanted, user_api="blas")
+        _blas_threads = wanted
 
 
 def choose_device(name: str) -> torch.device:
@@ -233,8 +249,7 @@ def run_experiment(cfg: DictConfig, folder: Path, names: Mapping[str, str]) -> R
     check_model_fits(names, make_model.func, scenario, train_settings.regime)
     check_strategy_fits(names, make_strategy.func, scenario, train_settings.regime)
     check_fits(cfg)
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
 
     generator = seed_everything(seed)
     stream = build(make_stream, "stream")
