@@ -32,7 +32,8 @@ from clrelu.models.base import ContinualModel
 
 def unit_activity(H: torch.Tensor, n_units: int) -> torch.Tensor:
     """m x n: per sample, the sum of the absolute values of each unit's outputs."""
-    return H.abs().reshape(len(H), -1, n_units).sum(1)
+    magnitude = H.abs()
+    return magnitude if magnitude.shape[1] == n_units else magnitude.reshape(len(H), -1, n_units).sum(1)
 
 
 def dead_fraction(activity: torch.Tensor) -> float:
@@ -45,7 +46,7 @@ def dormant_scores(activity: torch.Tensor) -> torch.Tensor:
 
     When every unit is 0 on every sample the layer mean is 0; every score is then 0 (every unit is
     dormant), as ReDo's reference code gives (it divides by the mean plus 1e-9)."""
-    per_unit = activity.double().mean(0)
+    per_unit = activity.mean(0, dtype=torch.float64)
     layer_mean = per_unit.mean()
     return per_unit / layer_mean if layer_mean > 0 else torch.zeros_like(per_unit)
 
@@ -73,12 +74,14 @@ def singular_values(H: torch.Tensor) -> torch.Tensor:
     with an inf or NaN (a diverged network) has NaN singular values.
     """
     k = min(H.shape)
-    magnitude = H.abs()
-    column_max = magnitude.amax(0)  # NaN or inf where a column holds one: the finiteness check, at 1/m of its cost
+    # the largest |value| of each column, without a copy of H (torch.aminmax is several times slower than the pair):
+    # NaN or inf where a column holds one, the finiteness check at 1/m of its cost
+    column_max = torch.maximum(H.amax(0), -H.amin(0))
     if not torch.isfinite(column_max).all():
         return torch.full((k,), float("nan"), dtype=torch.float64, device=H.device)
+    nonzero_rows = (H.amax(1) > 0) | (H.amin(1) < 0)
     R = H
-    for dim, kept in ((1, column_max > 0), (0, magnitude.amax(1) > 0)):  # the columns, then the rows, not all 0
+    for dim, kept in ((1, column_max > 0), (0, nonzero_rows)):  # the columns, then the rows, not all 0
         if not kept.all():
             R = R.index_select(dim, kept.nonzero().squeeze(1))
     R = R.double()
@@ -131,7 +134,7 @@ def srank(sigma: torch.Tensor, delta: float = 0.01) -> int | float:
 
 def weight_magnitude(weight: torch.Tensor) -> float:
     """The mean absolute value of a layer's weights (its incoming weight matrix, without the bias)."""
-    return weight.detach().abs().double().mean().item()
+    return weight.detach().abs().mean(dtype=torch.float64).item()
 
 
 def channel_summary(maps: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
