@@ -88,3 +88,15 @@ def test_bench_rotated_figures_run_both_sides_and_check_their_matrices(monkeypat
     assert "; bare training " in lines[0] and lines[1].startswith("rotated_fmnist at its defaults")
     monkeypatch.setattr(bench, "bare_loop", one_sample_more_right(bench.bare_loop))
     assert bench.rotated_figures(1)[1] is False
+
+
+@pytest.mark.skipif(not has_dataset("FashionMNIST"),
+                    reason="no FashionMNIST under $CLRELU_DATA (set CLRELU_DATA=../shared/data)")
+def test_bench_prices_the_probe_by_evaluation_seconds(monkeypatch):
+    """The probe's line compares evaluation seconds (where the trainer counts the probe) with the probe on and off,
+    and relates the difference to the whole training and evaluation of the run without it."""
+    bench = load_bench()
+    monkeypatch.setitem(bench.STREAMS, "split_fmnist", ["stream=split_fmnist", "stream.n_tasks=2", "stream.train_limit=64",
+                                                        "stream.test_limit=64", "plasticity.probe_size=16"])
+    on, off, whole, tasks = bench.plasticity_overhead(1)
+    assert tasks == 2 and on > 0 and off > 0 and whole > off
