@@ -8,7 +8,7 @@ probe. H's singular values come from its Gram matrix in float64 (an SVD only whe
 for that): the effective rank and srank of an SVD to 1e-6, at a fraction of its cost. On the CPU numpy forms
 that matrix and its eigenvalues: its BLAS makes a Gram matrix by one symmetric rank-k update, half the
 products of torch's general matrix product, and with its LAPACK the pair takes 12.7 ms for a 2,000 x 400 H
-on one thread against torch's 22 ms (clrelu gives numpy's BLAS as many threads as torch: clrelu/machine.py).
+on one thread against torch's 22 ms (a run gives numpy's BLAS as many threads as torch: training/experiment.py).
 
 A convolutional layer's unit is a channel (maps m x (n * g) x P, P positions): a unit's activity on a
 sample is the sum of the absolute values of its outputs at every position, and the rank measures read
