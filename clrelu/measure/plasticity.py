@@ -88,7 +88,7 @@ def singular_values(H: torch.Tensor) -> torch.Tensor:
     sigma = torch.zeros(k, dtype=torch.float64, device=H.device)
     if R.numel() == 0:
         return sigma
-    eigenvalues = gram_eigenvalues(R)  # increasing
+    eigenvalues = symmetric_eigenvalues(gram(R.T if R.shape[0] >= R.shape[1] else R))  # of the smaller side's
     if eigenvalues[0] >= RESOLVED * torch.finfo(torch.float64).eps * eigenvalues[-1]:
         found = eigenvalues.flip(0).sqrt()
     else:
@@ -97,14 +97,20 @@ def singular_values(H: torch.Tensor) -> torch.Tensor:
     return sigma
 
 
-def gram_eigenvalues(R: torch.Tensor) -> torch.Tensor:
-    """The eigenvalues, increasing, of the Gram matrix of the smaller side of the float64 matrix R (R^T R or R R^T),
-    through numpy on the CPU (see the top of this module), through torch elsewhere."""
-    tall = R.shape[0] >= R.shape[1]
-    if R.device.type != "cpu":
-        return torch.linalg.eigvalsh(R.T @ R if tall else R @ R.T)
-    a = R.numpy()
-    return torch.from_numpy(np.linalg.eigvalsh(a.T @ a if tall else a @ a.T))
+def gram(a: torch.Tensor) -> torch.Tensor:
+    """a a^T of a float64 matrix a: through numpy on the CPU, one symmetric rank-k update (see the top of this
+    module), through torch elsewhere."""
+    if a.device.type != "cpu":
+        return a @ a.T
+    x = a.numpy()
+    return torch.from_numpy(x @ x.T)
+
+
+def symmetric_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
+    """The eigenvalues of a symmetric float64 matrix, increasing: numpy's LAPACK on the CPU, torch's elsewhere."""
+    if matrix.device.type != "cpu":
+        return torch.linalg.eigvalsh(matrix)
+    return torch.from_numpy(np.linalg.eigvalsh(matrix.numpy()))
 
 
 def effective_rank(sigma: torch.Tensor) -> float:
@@ -141,13 +147,13 @@ def channel_summary(maps: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, 
     """Of a conv layer's maps (m x C x H x W): per sample and channel the sum of absolute values over positions
     (m x C), and the singular values of the (m * H * W) x C matrix of (sample, position) rows, decreasing."""
     activity = maps.abs().sum((2, 3))
-    gram = torch.zeros(maps.shape[1], maps.shape[1], dtype=torch.float64, device=maps.device)
+    channels = torch.zeros(maps.shape[1], maps.shape[1], dtype=torch.float64, device=maps.device)  # their Gram matrix
     for part in maps.split(chunk):
         rows = part.transpose(0, 1).reshape(part.shape[1], -1).double()  # C x (samples * positions)
-        gram += rows @ rows.T
-    if not torch.isfinite(gram).all():  # a diverged network
+        channels += gram(rows)
+    if not torch.isfinite(channels).all():  # a diverged network
         return activity, torch.full((maps.shape[1],), float("nan"), dtype=torch.float64, device=maps.device)
-    sigma = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(0)
+    sigma = symmetric_eigenvalues(channels).clamp(min=0).sqrt().flip(0)
     return activity, sigma
 
 
