@@ -88,7 +88,8 @@ def singular_values(H: torch.Tensor) -> torch.Tensor:
     sigma = torch.zeros(k, dtype=torch.float64, device=H.device)
     if R.numel() == 0:
         return sigma
-    eigenvalues = symmetric_eigenvalues(gram(R.T if R.shape[0] >= R.shape[1] else R))  # of the smaller side's
+    # increasing, of the Gram matrix of the smaller side
+    eigenvalues = symmetric_eigenvalues(gram(R.T if R.shape[0] >= R.shape[1] else R))
     if eigenvalues[0] >= RESOLVED * torch.finfo(torch.float64).eps * eigenvalues[-1]:
         found = eigenvalues.flip(0).sqrt()
     else:
